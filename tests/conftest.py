@@ -1,0 +1,75 @@
+"""Shared fixtures: synthetic glands, a tiny model, and the GlaS release when it is present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("MICRONET_NO_PROGRESS", "1")
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+GLAS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "glas"
+GLAS_ZIP = GLAS_DIR / "warwick_qu_dataset_released_2016_07_08.zip"
+
+try:
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("ci", deadline=None, max_examples=50,
+                              suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile("ci")
+except ImportError:  # pragma: no cover
+    pass
+
+
+@pytest.fixture(scope="session")
+def glas_zip() -> Path:
+    """The shared GlaS release zip (skips when absent)."""
+    if not GLAS_ZIP.exists():
+        pytest.skip(f"GlaS release not found at {GLAS_ZIP}")
+    return GLAS_ZIP
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A seeded numpy generator."""
+    return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """A width-1/16 Micro-Net-508 in eval mode (random weights, seeded)."""
+    from micronet.models import create
+
+    torch.manual_seed(0)
+    return create("micronet508", width=1 / 16).eval()
+
+
+def make_synthetic_glands(size: int = 256, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """An H&E-looking image with elliptical glands; glands 1 and 2 touch."""
+    from skimage.draw import ellipse
+
+    rng = np.random.default_rng(seed)
+    labels = np.zeros((size, size), np.int32)
+    specs = [(60, 60, 30, 22), (60, 103, 30, 22), (170, 70, 35, 28), (150, 180, 40, 30),
+             (220, 200, 20, 15)]
+    for i, (r, c, rr_, cc_) in enumerate(specs, start=1):
+        rr, cc = ellipse(r * size // 256, c * size // 256, rr_ * size // 256, cc_ * size // 256,
+                         shape=labels.shape)
+        free = labels[rr, cc] == 0
+        labels[rr[free], cc[free]] = i
+    image = np.empty((size, size, 3), np.uint8)
+    image[:] = (235, 200, 225)  # pale pink stroma
+    image[labels > 0] = (150, 60, 140)  # purple glands
+    noise = rng.normal(0, 8, image.shape)
+    image = np.clip(image + noise, 0, 255).astype(np.uint8)
+    return image, labels
+
+
+@pytest.fixture
+def synthetic_glands() -> tuple[np.ndarray, np.ndarray]:
+    """(image (256,256,3) uint8, labels (256,256) int32) with five glands, two touching."""
+    return make_synthetic_glands()
