@@ -1,0 +1,104 @@
+"""``micronet bench train``: a naive fp32 NCHW training step vs the optimised step, one process.
+
+Both steps use the same model weights, batch and loss; the optimised one adds channels_last and
+bf16 autocast (where the device runs bf16 natively) and optionally ``torch.compile``. Warm-up
+(first steps, compilation, autotuning) is timed separately from the steady state.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import torch
+
+from .._device import autocast_dtype, resolve_device
+from ..models import count_flops, create
+from .loss import micronet_loss
+
+__all__ = ["StepTiming", "bench_train", "BF16_PEAK_TFLOPS"]
+
+# Dense bf16 tensor-core peaks (TFLOP/s) by device-name fragment, from NVIDIA's data sheets.
+BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0,
+                    "4090": 165.0, "V100": 125.0}
+
+
+@dataclass
+class StepTiming:
+    """Timing of one training-step variant."""
+
+    name: str
+    warmup_s: float
+    step_s: float
+    tflops: float
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_steps(model, x, target, weight, device, amp, channels_last, steps, warmup, compile_):
+    model = copy.deepcopy(model).train()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    net = torch.compile(model) if compile_ else model
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def step():
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            out = net(x)
+        loss, _ = micronet_loss(out, target, weight, 1.0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    warm = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    return warm, (time.perf_counter() - t0) / steps
+
+
+def bench_train(width: float = 0.125, batch_size: int = 2, device: str = "auto",
+                steps: int = 3, warmup: int = 1, compile_: bool = False,
+                model_name: str = "micronet508") -> dict:
+    """Time naive and optimised training steps; returns figures and the speed-up ratio."""
+    dev = resolve_device(device)
+    torch.manual_seed(0)
+    model = create(model_name, width=width).to(dev)
+    s = model.input_size
+    x = torch.randn(batch_size, 3, s, s, device=dev)
+    target = torch.randint(0, 3, (batch_size, s, s), device=dev)
+    weight = torch.ones(batch_size, s, s, device=dev)
+    with torch.device("meta"):
+        flops = count_flops(create(model_name, width=width)) * 3 * batch_size  # fwd + 2× bwd
+    amp = autocast_dtype(dev, "auto")
+    variants = [("naive fp32 NCHW", None, False, False),
+                (f"optimised ({'bf16' if amp else 'fp32'}, channels_last"
+                 f"{', compiled' if compile_ else ''})", amp, True, compile_)]
+    timings = []
+    for name, a, cl, comp in variants:
+        warm, step_s = _time_steps(model, x, target, weight, dev, a, cl, steps,
+                                   warmup if not comp else max(warmup, 2), comp)
+        timings.append(StepTiming(name, warm, step_s, flops / step_s / 1e12))
+    result = {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+              "threads": torch.get_num_threads(), "model": model_name, "width": width,
+              "batch_size": batch_size, "gflop_per_step": flops / 1e9,
+              "timings": [t.__dict__ for t in timings],
+              "speedup": timings[0].step_s / timings[1].step_s}
+    if dev.type == "cuda":
+        name = torch.cuda.get_device_name(dev)
+        peak = next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
+        if peak:
+            result["bf16_peak_tflops"] = peak
+            result["fraction_of_peak"] = timings[1].tflops / peak
+    return result

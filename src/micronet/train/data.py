@@ -1,0 +1,67 @@
+"""Training data: the imported folder, the validation hold-out, and the on-device patch sampler."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.glas import train_val_split
+from ..errors import MicronetError
+from .config import TrainConfig
+
+__all__ = ["TrainingData", "load_training_data"]
+
+
+@dataclass
+class TrainingData:
+    """The sampler over training images and the held-out validation images."""
+
+    sampler: object  # micronet.data.sampling.PatchSampler
+    num_train: int
+    train_names: list[str]
+    val_names: list[str]
+    val_images: list[np.ndarray] = field(default_factory=list)
+    val_labels: list[np.ndarray] = field(default_factory=list)
+
+
+def load_training_data(config: TrainConfig, device: torch.device) -> TrainingData:
+    """Read the training split, hold out ``val_fraction`` of it, and build the patch sampler."""
+    from ..data.augment import AugmentConfig
+    from ..data.sampling import PatchSampler, SamplingConfig
+
+    d = config.data
+    full = open_dataset(Path(d.root), d.split)
+    names = list(full.names)
+    if not names:
+        raise MicronetError(f"{d.root}: no training images in split {d.split!r}")
+    train_names, val_names = train_val_split(names, d.val_fraction, seed=config.run.seed)
+    by_name = {n: i for i, n in enumerate(names)}
+    items = [full[by_name[n]] for n in train_names]
+    augment = AugmentConfig(distortion_p=d.distortion_p, blur_p=d.blur_p)
+    sampling = SamplingConfig(patch_size=d.patch_size, crop_size=d.crop_size, w0=d.w0,
+                              sigma=d.sigma, augment=augment,
+                              **({"contour_width": d.contour_width} if d.contour_width else {}))
+    sampler = PatchSampler([it["image"] for it in items], [it["labels"] for it in items],
+                           sampling, device=device, workers=d.workers)
+    val_items = [full[by_name[n]] for n in val_names]
+    return TrainingData(sampler, len(items), train_names, val_names,
+                        [it["image"] for it in val_items], [it["labels"] for it in val_items])
+
+
+def open_dataset(root: Path, split: str):
+    """An imported GlaS folder (has ``manifest.json``), or any folder with ``images/`` and
+    ``labels/`` subfolders of pairs matched by file stem (users' own data)."""
+    from ..data.glas import GlaSDataset, ImageFolderDataset
+
+    if not root.is_dir():
+        raise MicronetError(f"{root}: training data folder not found (import GlaS with "
+                            f"`micronet data glas --source ZIP --dest {root}`)")
+    if (root / "manifest.json").exists():
+        return GlaSDataset(root, split=split)
+    if (root / "images").is_dir() and (root / "labels").is_dir():
+        return ImageFolderDataset(root / "images", root / "labels")
+    raise MicronetError(f"{root}: neither an imported GlaS folder (manifest.json) nor a folder "
+                        "with images/ and labels/ subfolders")

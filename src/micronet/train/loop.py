@@ -1,0 +1,246 @@
+"""The training loop: paper loss and schedule, bf16/channels_last, exact resume, DDP.
+
+``train(config)`` runs a whole schedule (or a part of it: ``run.max_steps``,
+``run.time_limit_min``); ``train(config, resume=RUN)`` continues a run exactly where its last
+checkpoint left it — model, optimizer, step, data-sampler RNG and dropout RNG — so a killed and
+resumed run ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.progress import TextColumn
+
+from .._console import console, make_progress
+from .._device import autocast_dtype, resolve_device
+from .._io import atomic_path
+from ..errors import MicronetError
+from ..models import create, normalize
+from .checkpoint import load_state, save_model_weights, save_state
+from .config import TrainConfig
+from .data import load_training_data
+from .distributed import DistInfo, cleanup_distributed, init_distributed
+from .loss import micronet_loss
+from .schedule import aux_weight, learning_rate
+
+__all__ = ["train", "TrainResult"]
+
+
+@dataclass
+class TrainResult:
+    """Where the run lives, the trained (unwrapped) model, and the last step reached."""
+
+    run_dir: Path
+    model: torch.nn.Module
+    step: int
+    best_score: float
+
+
+def _check_model(config: TrainConfig) -> torch.nn.Module:
+    try:
+        model = create(config.model.name, width=config.model.width,
+                       num_classes=config.model.num_classes, dropout=config.model.dropout)
+    except ValueError as exc:
+        raise MicronetError(f"model: {exc}") from None
+    if config.data.crop_size != model.input_size:
+        raise MicronetError(f"data.crop_size={config.data.crop_size} but {config.model.name} takes "
+                            f"{model.input_size}×{model.input_size} inputs; set data.crop_size="
+                            f"{model.input_size}")
+    if config.data.patch_size < config.data.crop_size:
+        raise MicronetError(f"data.patch_size={config.data.patch_size} is smaller than "
+                            f"data.crop_size={config.data.crop_size}")
+    return model
+
+
+def _append_jsonl(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    s = config.schedule
+    if s.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=s.lr0, weight_decay=s.weight_decay)
+    if s.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=s.lr0, momentum=0.9,
+                               weight_decay=s.weight_decay)
+    raise MicronetError(f"schedule.optimizer={s.optimizer!r}: expected adam or sgd")
+
+
+def _rng_state(generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+    state = {"sampler": generator.get_state(), "torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, torch.Tensor], generator: torch.Generator,
+                   device: torch.device) -> None:
+    generator.set_state(state["sampler"])
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _prepare_run_dir(config: TrainConfig, resume: Path | None, dist: DistInfo) -> Path:
+    run_dir = Path(resume) if resume is not None else Path(config.run.out)
+    if dist.is_main:
+        if resume is None and (run_dir / "last.pt").exists():
+            raise MicronetError(f"{run_dir}: a run already exists here; use --resume {run_dir} to "
+                                "continue it or choose another run.out")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config.save(run_dir / "config.json")
+    return run_dir
+
+
+def train(config: TrainConfig, resume: str | Path | None = None,
+          progress: bool | None = None) -> TrainResult:
+    """Train (or resume) a Micro-Net; returns the run folder and the model."""
+    device = resolve_device(config.run.device)
+    dist = init_distributed(device)
+    if device.type == "cuda" and dist.enabled:
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
+    if config.run.threads:
+        torch.set_num_threads(config.run.threads)
+    try:
+        return _train(config, Path(resume) if resume else None, device, dist, progress)
+    finally:
+        cleanup_distributed(dist)
+
+
+def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist: DistInfo,
+           progress: bool | None) -> TrainResult:
+    torch.manual_seed(config.run.seed)
+    model = _check_model(config)
+    data = load_training_data(config, device)
+    run_dir = _prepare_run_dir(config, resume, dist)
+    s = config.schedule
+    steps_per_epoch = s.steps_per_epoch or max(1, math.ceil(8 * data.num_train / s.batch_size))
+    total_steps = steps_per_epoch * s.epochs
+
+    model.to(device)
+    if config.run.channels_last:
+        model.to(memory_format=torch.channels_last)
+    model.set_grad_checkpointing(config.model.grad_checkpointing)
+    optimizer = _make_optimizer(model, config)
+    generator = torch.Generator().manual_seed(config.run.seed * 1000 + dist.rank)
+    step, best = 0, -1.0
+    if resume is not None:
+        state = load_state(run_dir / "last.pt")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, best = int(state["step"]), float(state["best_score"])
+        rng = state["rng"][dist.rank] if dist.rank < len(state["rng"]) else state["rng"][0]
+        _set_rng_state(rng, generator, device)
+
+    net: torch.nn.Module = model
+    if dist.enabled:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.run.compile:
+        net = torch.compile(net)
+    amp = autocast_dtype(device, config.run.precision)
+    log_path = run_dir / "log.jsonl"
+
+    def checkpoint(kind: str) -> None:
+        rng_all = [_rng_state(generator, device)]
+        if dist.enabled:
+            gathered: list = [None] * dist.world_size
+            torch.distributed.all_gather_object(gathered, rng_all[0])
+            rng_all = gathered
+        if not dist.is_main:
+            return
+        extra = {"step": step, "epoch": step / steps_per_epoch}
+        if kind == "best":
+            save_model_weights(model, run_dir / "best.safetensors", config.run.shard_mb, **extra)
+            return
+        save_state(run_dir / "last.pt", {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+            "best_score": best, "rng": rng_all, "config": json.dumps(config.to_dict())})
+        save_model_weights(model, run_dir / "last.safetensors", config.run.shard_mb, **extra)
+
+    start_time = time.monotonic()
+    stop_at = total_steps if not config.run.max_steps else min(total_steps,
+                                                                step + config.run.max_steps)
+    prog = make_progress(progress if dist.is_main else False,
+                         TextColumn("loss {task.fields[loss]:.4f} lr {task.fields[lr]:.2e} "
+                                    "{task.fields[sps]:.1f} samples/s"))
+    model.train()
+    with prog:
+        task = prog.add_task("training", total=total_steps, completed=step, loss=0.0, lr=0.0,
+                             sps=0.0)
+        while step < stop_at:
+            epoch = step // steps_per_epoch
+            lr = learning_rate(epoch, s.lr0, s.lr_decay_epochs)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            t0 = time.perf_counter()
+            batch = data.sampler.sample(s.batch_size, generator)
+            x = normalize(batch.image)
+            if config.run.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                out = net(x)
+            loss, parts = micronet_loss(out, batch.target, batch.weight, aux_weight(epoch))
+            if not torch.isfinite(loss):
+                raise MicronetError(f"step {step}: loss is {float(loss)}; lower schedule.lr0 "
+                                    "or use run.precision=fp32")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if s.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
+            optimizer.step()
+            step += 1
+            sps = s.batch_size * dist.world_size / (time.perf_counter() - t0)
+            prog.update(task, completed=step, loss=float(loss), lr=lr, sps=sps)
+            if dist.is_main and (step % config.run.log_every == 0 or step == stop_at):
+                _append_jsonl(log_path, {"type": "step", "step": step, "epoch": epoch + 1,
+                                         "loss": float(loss), **parts, "lr": lr,
+                                         "samples_per_s": sps,
+                                         "elapsed_s": time.monotonic() - start_time})
+            end_of_epoch = step % steps_per_epoch == 0
+            if end_of_epoch:
+                record = {"type": "epoch", "epoch": epoch + 1, "step": step, "lr": lr}
+                if config.run.validate and data.val_images and dist.is_main:
+                    record.update(_validate(model, data, device))
+                    score = record["val_f1"]
+                    if score > best:
+                        best = score
+                        checkpoint("best")
+                if dist.is_main:
+                    _append_jsonl(log_path, record)
+                    console.print(f"epoch {epoch + 1}/{s.epochs}: " + ", ".join(
+                        f"{k} {v:.4g}" for k, v in record.items() if k not in ("type",)))
+            timed_out = (config.run.time_limit_min and
+                         time.monotonic() - start_time > 60 * config.run.time_limit_min)
+            if end_of_epoch or step % config.run.checkpoint_every == 0 or step == stop_at \
+                    or timed_out:
+                checkpoint("last")
+            if timed_out:
+                break
+    if dist.is_main and best < 0 and not (run_dir / "best.safetensors").exists():
+        checkpoint("best")  # no validation ran: the last weights are the best we have
+    return TrainResult(run_dir, model, step, best)
+
+
+def _validate(model: torch.nn.Module, data, device: torch.device) -> dict[str, float]:
+    from .validate import validate
+
+    return validate(model, data.val_images, data.val_labels, device)
+
+
+def write_summary(run_dir: Path, result: TrainResult) -> None:
+    """A small JSON summary beside the checkpoints (used by reports and the model card)."""
+    with atomic_path(run_dir / "summary.json") as tmp:
+        tmp.write_text(json.dumps({"step": result.step, "best_val_f1": result.best_score,
+                                   "params": int(sum(p.numel() for p in
+                                                     result.model.parameters()))}, indent=1))
+
+

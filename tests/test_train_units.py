@@ -1,0 +1,110 @@
+"""Training pieces that need no data: config, schedule, loss, checkpoints, weight files."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from micronet.errors import MicronetError
+from micronet.models import MicroNetOutput, create
+from micronet.models.weights_io import load_weights, save_weights
+from micronet.train.checkpoint import load_state, save_model_weights, save_state
+from micronet.train.config import TrainConfig, apply_overrides, load_config
+from micronet.train.loss import micronet_loss, weighted_cross_entropy
+from micronet.train.schedule import aux_weight, learning_rate
+
+
+def test_paper_schedule():
+    assert learning_rate(0) == pytest.approx(1e-3)
+    assert learning_rate(5) == pytest.approx(1e-4)
+    assert learning_rate(10) == pytest.approx(1e-5)
+    assert aux_weight(0) == 1.0 and aux_weight(3) == pytest.approx(0.25)
+
+
+def test_weighted_cross_entropy_by_hand():
+    logits = torch.zeros(1, 3, 1, 2)
+    logits[0, 1, 0, 0] = math.log(2.0)  # p = (1, 2, 1) / 4 at pixel 0
+    target = torch.tensor([[[1, 0]]])
+    weight = torch.tensor([[[2.0, 1.0]]])
+    want = (2.0 * -math.log(0.5) + 1.0 * -math.log(1 / 3)) / 2
+    assert float(weighted_cross_entropy(logits, target, weight)) == pytest.approx(want)
+
+
+def test_micronet_loss_weighs_aux_by_epoch():
+    torch.manual_seed(0)
+    main = torch.randn(2, 3, 4, 4)
+    aux = tuple(torch.randn(2, 3, 4, 4) for _ in range(3))
+    target = torch.randint(0, 3, (2, 4, 4))
+    weight = torch.rand(2, 4, 4) + 0.5
+    out = MicroNetOutput(main, aux)
+    total, parts = micronet_loss(out, target, weight, aux_weight(1))
+    assert float(total) == pytest.approx(parts["main"] + parts["aux"] / 2, rel=1e-5)
+    assert parts["aux"] == pytest.approx(sum(float(weighted_cross_entropy(a, target, weight))
+                                             for a in aux), rel=1e-5)
+
+
+def test_config_files_and_overrides(tmp_path):
+    yml = tmp_path / "c.yaml"
+    yml.write_text("model:\n  width: 0.25\nschedule:\n  epochs: 3\n")
+    cfg = load_config(yml)
+    assert cfg.model.width == 0.25 and cfg.schedule.epochs == 3 and cfg.schedule.lr0 == 1e-3
+    toml = tmp_path / "c.toml"
+    toml.write_text("[run]\nseed = 7\n")
+    assert load_config(toml).run.seed == 7
+    cfg = apply_overrides(cfg, ["run.compile=true", "data.val_fraction=0.2"])
+    assert cfg.run.compile is True and cfg.data.val_fraction == 0.2
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("model:\n  widht: 0.25\n", "unknown key model.widht"),
+    ("modle:\n  width: 0.25\n", "unknown section 'modle'"),
+    ("model: [1, 2\n", "cannot parse config"),
+])
+def test_config_errors_name_the_problem(tmp_path, text, message):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(MicronetError, match=message):
+        load_config(bad)
+
+
+def test_override_errors():
+    with pytest.raises(MicronetError, match="no such config key"):
+        apply_overrides(TrainConfig(), ["model.depth=3"])
+    with pytest.raises(MicronetError, match="expected a int"):
+        apply_overrides(TrainConfig(), ["schedule.epochs=many"])
+
+
+def test_state_roundtrip_weights_only(tmp_path):
+    model = create("micronet252", width=1 / 16)
+    opt = torch.optim.Adam(model.parameters())
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": 3,
+             "rng": [{"torch": torch.get_rng_state()}]}
+    save_state(tmp_path / "last.pt", state)
+    loaded = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert loaded["step"] == 3
+    assert load_state(tmp_path / "last.pt")["step"] == 3
+    assert not list(tmp_path.glob(".*tmp*")), "no temporary files left behind"
+
+
+def test_sharded_weights_roundtrip(tmp_path):
+    model = create("micronet508", width=0.125)
+    files = save_model_weights(model, tmp_path / "w.safetensors", shard_mb=4, step=9)
+    assert len(files) > 3 and all(f.stat().st_size < 4 * 2**20 for f in files)
+    state, meta = load_weights(tmp_path / "w.safetensors")
+    assert meta["arch"] == "micronet508" and meta["width"] == "0.125" and meta["step"] == "9"
+    for k, v in model.state_dict().items():
+        assert torch.equal(state[k], v)
+    half = save_weights(model.state_dict(), tmp_path / "h.safetensors", meta, dtype=torch.float16)
+    assert load_weights(half[0])[0]["heads.main.1.weight"].dtype == torch.float16
+
+
+def test_unreadable_weights_and_missing_state(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not safetensors")
+    with pytest.raises(MicronetError, match="bad.safetensors: not a readable safetensors"):
+        load_weights(bad)
+    with pytest.raises(MicronetError, match="no training state"):
+        load_state(tmp_path / "nothing.pt")
