@@ -40,8 +40,8 @@ def test_micronet_loss_weighs_aux_by_epoch():
     weight = torch.rand(2, 4, 4) + 0.5
     out = MicroNetOutput(main, aux)
     total, parts = micronet_loss(out, target, weight, aux_weight(1))
-    assert float(total) == pytest.approx(parts["main"] + parts["aux"] / 2, rel=1e-5)
-    assert parts["aux"] == pytest.approx(sum(float(weighted_cross_entropy(a, target, weight))
+    assert float(total) == pytest.approx(float(parts["main"] + parts["aux"] / 2), rel=1e-5)
+    assert float(parts["aux"]) == pytest.approx(sum(float(weighted_cross_entropy(a, target, weight))
                                              for a in aux), rel=1e-5)
 
 

@@ -23,7 +23,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix,
+                               dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -67,8 +68,9 @@ def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
         return _read_rgb_tiff(path)
     img = _open_image(path)
     if img.mode != "RGB":
-        kind = {"L": "grayscale", "1": "1-bit", "P": "palette", "RGBA": "RGBA", "LA": "grayscale+alpha",
-                "I;16": "16-bit", "I;16B": "16-bit", "I": "32-bit integer", "F": "float", "CMYK": "CMYK"}
+        kind = {"L": "grayscale", "1": "1-bit", "P": "palette", "RGBA": "RGBA",
+                "LA": "grayscale+alpha", "I;16": "16-bit", "I;16B": "16-bit",
+                "I": "32-bit integer", "F": "float", "CMYK": "CMYK"}
         raise InputError(
             f"{path}: {kind.get(img.mode, img.mode)} image; micronet needs 8-bit RGB (H&E colour)"
         )
@@ -113,7 +115,8 @@ def read_labels(path: str | os.PathLike[str]) -> np.ndarray:
             raise InputError(f"{path}: {img.mode} image is not an integer label map")
         arr = np.asarray(img)
     if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer) and arr.dtype != bool:
-        raise InputError(f"{path}: shape {arr.shape} dtype {arr.dtype} is not a 2-D integer label map")
+        raise InputError(f"{path}: shape {arr.shape} dtype {arr.dtype} is not a 2-D integer "
+                         "label map")
     return arr.astype(np.int32)
 
 

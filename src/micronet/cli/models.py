@@ -32,7 +32,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 
     @app.command("models")
     def models_cmd(
-        width: list[float] = typer.Option([1.0], "--width", "-w",  # noqa: B008
+        width: list[float] = typer.Option([1.0], "--width", "-w",
                                           help="Width multiplier(s) to tabulate."),
     ) -> None:
         """Print the Micro-Net variants: input/output size, parameters, GFLOP per tile."""

@@ -24,7 +24,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         width: float = typer.Option(None, "--width", help="Width multiplier (model.width)."),
         epochs: int = typer.Option(None, "--epochs", help="schedule.epochs"),
         device: str = typer.Option(None, "--device", help="auto | cpu | cuda (run.device)."),
-        set_: list[str] = typer.Option([], "--set", help="Override: section.key=value "  # noqa: B008
+        set_: list[str] = typer.Option([], "--set", help="Override: section.key=value "
                                                          "(repeatable)."),
         resume: Path = typer.Option(None, "--resume", exists=True, file_okay=False,
                                     help="Continue the run in this folder exactly."),

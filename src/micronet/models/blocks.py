@@ -1,4 +1,4 @@
-"""Layer building blocks of Micro-Net: valid 3×3 convolutions and transposed convolutions, each with tanh.
+"""Micro-Net layers: valid 3×3 convolutions and transposed convolutions, each with tanh.
 
 The paper uses tanh after every convolution and no normalisation; all convolutions are *valid*
 (no padding), so every block shrinks its input by a known number of pixels.
@@ -6,7 +6,7 @@ The paper uses tanh after every convolution and no normalisation; all convolutio
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import nn
 
 __all__ = ["ConvTanh", "DeconvTanh", "conv_pair", "scaled"]
 

@@ -47,7 +47,8 @@ class EncoderBlock(nn.Module):
 class Encoder(nn.Module):
     """B1–B4: four encoder blocks; returns every block's output for the skip connections."""
 
-    def __init__(self, channels: list[int], side_sizes: list[int] | None, image_ch: int = 3) -> None:
+    def __init__(self, channels: list[int], side_sizes: list[int] | None,
+                 image_ch: int = 3) -> None:
         super().__init__()
         blocks = []
         in_ch = image_ch

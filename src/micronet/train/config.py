@@ -168,7 +168,8 @@ def _coerce(value: str, current: Any, key: str) -> Any:
         if isinstance(current, float):
             return float(value)
     except ValueError:
-        raise MicronetError(f"override {key}={value}: expected a {type(current).__name__}") from None
+        raise MicronetError(f"override {key}={value}: expected a "
+                            f"{type(current).__name__}") from None
     return value
 
 

@@ -40,7 +40,7 @@ def load_training_data(config: TrainConfig, device: torch.device) -> TrainingDat
     train_names, val_names = train_val_split(names, d.val_fraction, seed=config.run.seed)
     by_name = {n: i for i, n in enumerate(names)}
     items = [full[by_name[n]] for n in train_names]
-    augment = AugmentConfig(distortion_p=d.distortion_p, blur_p=d.blur_p)
+    augment = AugmentConfig(distort_p=d.distortion_p, blur_p=d.blur_p)
     sampling = SamplingConfig(patch_size=d.patch_size, crop_size=d.crop_size, w0=d.w0,
                               sigma=d.sigma, augment=augment,
                               **({"contour_width": d.contour_width} if d.contour_width else {}))

@@ -189,9 +189,6 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
             with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
                 out = net(x)
             loss, parts = micronet_loss(out, batch.target, batch.weight, aux_weight(epoch))
-            if not torch.isfinite(loss):
-                raise MicronetError(f"step {step}: loss is {float(loss)}; lower schedule.lr0 "
-                                    "or use run.precision=fp32")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if s.grad_clip:
@@ -199,10 +196,17 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
             optimizer.step()
             step += 1
             sps = s.batch_size * dist.world_size / (time.perf_counter() - t0)
-            prog.update(task, completed=step, loss=float(loss), lr=lr, sps=sps)
+            if step % config.run.log_every == 0 or step == stop_at:
+                # reading the loss synchronises a GPU, so only at log steps
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
+                    raise MicronetError(f"step {step}: loss is {loss_value}; lower "
+                                        "schedule.lr0 or use run.precision=fp32")
+                prog.update(task, completed=step, loss=loss_value, lr=lr, sps=sps)
             if dist.is_main and (step % config.run.log_every == 0 or step == stop_at):
                 _append_jsonl(log_path, {"type": "step", "step": step, "epoch": epoch + 1,
-                                         "loss": float(loss), **parts, "lr": lr,
+                                         "loss": loss_value, "lr": lr,
+                                         **{k: float(v) for k, v in parts.items()},
                                          "samples_per_s": sps,
                                          "elapsed_s": time.monotonic() - start_time})
             end_of_epoch = step % steps_per_epoch == 0

@@ -23,9 +23,10 @@ def weighted_cross_entropy(logits: Tensor, target: Tensor, weight: Tensor) -> Te
 
 
 def micronet_loss(out: MicroNetOutput, target: Tensor, weight: Tensor,
-                  aux_weight: float) -> tuple[Tensor, dict[str, float]]:
-    """Total loss and its parts (``main``, ``aux``) for logging."""
+                  aux_weight: float) -> tuple[Tensor, dict[str, Tensor]]:
+    """Total loss and its detached parts (``main``, ``aux``) for logging (not synchronised: read
+    them with ``float()`` only when logging, as that waits for a GPU)."""
     main = weighted_cross_entropy(out.main, target, weight)
     aux = torch.stack([weighted_cross_entropy(a, target, weight) for a in out.aux]).sum()
     total = main + aux_weight * aux
-    return total, {"main": float(main.detach()), "aux": float(aux.detach())}
+    return total, {"main": main.detach(), "aux": aux.detach()}

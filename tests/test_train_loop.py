@@ -1,0 +1,161 @@
+"""Training loop end to end on tiny data: outputs, exact resume (also after SIGKILL), DDP, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import make_synthetic_glands
+from micronet.errors import MicronetError
+from micronet.models.weights_io import load_weights
+from micronet.train.config import TrainConfig, apply_overrides
+from micronet.train.loop import train
+
+
+@pytest.fixture(scope="module")
+def pairs_dir(tmp_path_factory) -> Path:
+    """A users'-own-data folder: images/ and labels/ with 4 synthetic pairs."""
+    root = tmp_path_factory.mktemp("pairs")
+    (root / "images").mkdir()
+    (root / "labels").mkdir()
+    for i in range(4):
+        image, labels = make_synthetic_glands(size=280, seed=i)
+        Image.fromarray(image).save(root / "images" / f"img{i}.png")
+        Image.fromarray(labels.astype("uint8")).save(root / "labels" / f"img{i}.png")
+    return root
+
+
+def tiny_config(data: Path, out: Path, **extra: str) -> TrainConfig:
+    """Micro-Net-252 at width 1/16, 2 epochs of 3 steps, batch 1, no validation."""
+    overrides = {"model.name": "micronet252", "model.width": "0.0625", "data.root": str(data),
+                 "data.patch_size": "280", "data.crop_size": "252", "data.val_fraction": "0.25",
+                 "schedule.epochs": "2", "schedule.steps_per_epoch": "3",
+                 "schedule.batch_size": "1", "run.out": str(out), "run.device": "cpu",
+                 "run.validate": "false", "run.checkpoint_every": "1", "run.log_every": "1",
+                 "run.threads": "1", **extra}
+    return apply_overrides(TrainConfig(), [f"{k}={v}" for k, v in overrides.items()])
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    wa, _ = load_weights(a)
+    wb, _ = load_weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+def test_run_writes_checkpoints_logs_and_config(pairs_dir, tmp_path):
+    result = train(tiny_config(pairs_dir, tmp_path / "run"), progress=False)
+    run = result.run_dir
+    assert result.step == 6
+    for name in ("config.json", "last.pt", "last.safetensors", "best.safetensors", "log.jsonl"):
+        assert (run / name).exists(), name
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["model"]["name"] == "micronet252" and cfg["schedule"]["epochs"] == 2
+    records = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in records if r["type"] == "step"]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4, 5, 6]
+    assert steps[0]["lr"] == pytest.approx(1e-3)
+    assert steps[-1]["lr"] == pytest.approx(1e-3 / 10**0.2)
+    assert all(r["loss"] > 0 and r["samples_per_s"] > 0 for r in steps)
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert state["step"] == 6 and json.loads(state["config"]) == cfg
+    from micronet.train.plot import plot_run
+
+    assert plot_run(run).stat().st_size > 1000
+
+
+def test_resume_in_parts_equals_uninterrupted(pairs_dir, tmp_path):
+    full = train(tiny_config(pairs_dir, tmp_path / "full"), progress=False)
+    part = train(tiny_config(pairs_dir, tmp_path / "part", **{"run.max_steps": "4"}),
+                 progress=False)
+    assert part.step == 4
+    rest = train(tiny_config(pairs_dir, tmp_path / "part"), resume=tmp_path / "part",
+                 progress=False)
+    assert rest.step == 6
+    assert_same_weights(full.run_dir / "last.safetensors", rest.run_dir / "last.safetensors")
+
+
+def test_existing_run_and_bad_config_are_clear_errors(pairs_dir, tmp_path):
+    train(tiny_config(pairs_dir, tmp_path / "run", **{"run.max_steps": "1"}), progress=False)
+    with pytest.raises(MicronetError, match="a run already exists"):
+        train(tiny_config(pairs_dir, tmp_path / "run"), progress=False)
+    with pytest.raises(MicronetError, match="crop_size=508 but micronet252 takes 252"):
+        train(tiny_config(pairs_dir, tmp_path / "x", **{"data.crop_size": "508"}), progress=False)
+    with pytest.raises(MicronetError, match="training data folder not found"):
+        train(tiny_config(tmp_path / "nowhere", tmp_path / "y"), progress=False)
+    with pytest.raises(MicronetError, match="model: width must be > 0"):
+        train(tiny_config(pairs_dir, tmp_path / "z", **{"model.width": "0"}), progress=False)
+
+
+def _cli(args: list[str], **kw) -> subprocess.Popen:
+    env = {**os.environ, "MICRONET_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "micronet", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _cli_args(pairs_dir: Path, out: Path) -> list[str]:
+    cfg = tiny_config(pairs_dir, out, **{"schedule.steps_per_epoch": "4"})
+    cfg_path = out.parent / f"{out.name}.json"
+    cfg_path.write_text(json.dumps(cfg.to_dict()))
+    return ["train", "--config", str(cfg_path)]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_matches(pairs_dir, tmp_path):
+    ref = _cli(_cli_args(pairs_dir, tmp_path / "ref"))
+    assert ref.wait(timeout=300) == 0, ref.stderr.read()
+    victim = _cli(_cli_args(pairs_dir, tmp_path / "victim"))
+    log = tmp_path / "victim" / "log.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        lines = log.read_text().splitlines() if log.exists() else []
+        if sum('"type": "step"' in x for x in lines) >= 3:  # mid-epoch 1 (4 steps per epoch)
+            break
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    state = torch.load(tmp_path / "victim" / "last.pt", weights_only=True)
+    assert 0 < state["step"] < 8, "killed before the end"
+    resumed = _cli(["train", "--resume", str(tmp_path / "victim")])
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    assert_same_weights(tmp_path / "ref" / "last.safetensors",
+                        tmp_path / "victim" / "last.safetensors")
+
+
+def _ddp_worker(rank: int, world: int, cfg_dict: dict, out_dir: str, port: int) -> None:
+    os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    torch.set_num_threads(1)
+    result = train(TrainConfig.from_dict(cfg_dict), progress=False)
+    from safetensors.torch import save_file
+
+    state = {k: v.contiguous() for k, v in result.model.state_dict().items()}
+    save_file(state, f"{out_dir}/rank{rank}.safetensors")
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_hold_identical_weights(pairs_dir, tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = tiny_config(pairs_dir, tmp_path / "ddp", **{"schedule.epochs": "1",
+                                                      "schedule.steps_per_epoch": "2"})
+    mp.spawn(_ddp_worker, args=(2, cfg.to_dict(), str(tmp_path), port), nprocs=2, join=True)
+    assert_same_weights(tmp_path / "rank0.safetensors", tmp_path / "rank1.safetensors")
+    start = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)
+    assert start["step"] == 2 and len(start["rng"]) == 2
+    assert not (tmp_path / "ddp" / "rank1").exists()
