@@ -149,7 +149,11 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
     amp = autocast_dtype(device, config.run.precision)
     log_path = run_dir / "log.jsonl"
 
-    def checkpoint(kind: str) -> None:
+    def save_best() -> None:  # main process only
+        save_model_weights(model, run_dir / "best.safetensors", config.run.shard_mb,
+                           step=step, epoch=step / steps_per_epoch)
+
+    def save_last() -> None:  # every process: the RNG states of all ranks are gathered
         rng_all = [_rng_state(generator, device)]
         if dist.enabled:
             gathered: list = [None] * dist.world_size
@@ -158,9 +162,6 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
         if not dist.is_main:
             return
         extra = {"step": step, "epoch": step / steps_per_epoch}
-        if kind == "best":
-            save_model_weights(model, run_dir / "best.safetensors", config.run.shard_mb, **extra)
-            return
         save_state(run_dir / "last.pt", {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
             "best_score": best, "rng": rng_all, "config": json.dumps(config.to_dict())})
@@ -217,7 +218,7 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
                     score = record["val_f1"]
                     if score > best:
                         best = score
-                        checkpoint("best")
+                        save_best()
                 if dist.is_main:
                     _append_jsonl(log_path, record)
                     console.print(f"epoch {epoch + 1}/{s.epochs}: " + ", ".join(
@@ -226,11 +227,11 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
                          time.monotonic() - start_time > 60 * config.run.time_limit_min)
             if end_of_epoch or step % config.run.checkpoint_every == 0 or step == stop_at \
                     or timed_out:
-                checkpoint("last")
+                save_last()
             if timed_out:
                 break
     if dist.is_main and best < 0 and not (run_dir / "best.safetensors").exists():
-        checkpoint("best")  # no validation ran: the last weights are the best we have
+        save_best()  # no validation ran: the last weights are the best we have
     return TrainResult(run_dir, model, step, best)
 
 
