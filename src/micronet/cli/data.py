@@ -58,7 +58,7 @@ def glas_cmd(
                f"in {time.perf_counter() - start:.1f} s")
     if result.manifest["labels_origin"] == "reconstructed":
         console.print("note: this copy's annotations are reconstructed; report scores as "
-                      "'GlaS (reconstructed labels)'", highlight=False)
+                      "'GlaS (reconstructed labels)'", highlight=False, soft_wrap=True)
 
 
 @data_app.command("verify")

@@ -113,6 +113,16 @@ class MicroNet(nn.Module):
         head_in = [self.decoder.out_channels[i] for i in spec.head_inputs]
         self.heads = Heads(head_in, [scaled(c, width) for c in spec.branch_channels],
                            num_classes, dropout)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Glorot-uniform weights and zero biases: the Keras/TensorFlow default the paper's
+        implementation used, and the usual choice for tanh networks."""
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute block activations in the backward pass: much less memory, ~30 % more time."""
