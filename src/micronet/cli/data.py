@@ -94,6 +94,22 @@ def preview_cmd(
     typer.echo(str(written))
 
 
+@data_app.command("pack")
+def pack_cmd(
+    data: Path = typer.Option(..., "--data", exists=True, file_okay=False,
+                              help="Imported GlaS folder."),
+    dest: Path = typer.Option(..., "--dest", help="New folder for the pack."),
+    split: str = typer.Option("train", "--split", help="train, testA or testB."),
+) -> None:
+    """Pack one split as lossless WebP + PNG labels: a small folder to carry to a GPU machine.
+
+    ``micronet train --data DEST`` reads the pack like an imported folder.
+    """
+    from ..data.pack import pack_split
+
+    typer.echo(str(pack_split(data, dest, split)))
+
+
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add ``micronet data glas|verify|preview``."""
+    """Add ``micronet data glas|verify|preview|pack``."""
     app.add_typer(data_app, name="data")
