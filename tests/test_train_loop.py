@@ -159,3 +159,16 @@ def test_ddp_two_cpu_processes_hold_identical_weights(pairs_dir, tmp_path):
     start = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)
     assert start["step"] == 2 and len(start["rng"]) == 2
     assert not (tmp_path / "ddp" / "rank1").exists()
+
+
+def test_validation_scores_each_epoch_and_keeps_best(pairs_dir, tmp_path):
+    cfg = tiny_config(pairs_dir, tmp_path / "val", **{"run.validate": "true"})
+    result = train(cfg, progress=False)
+    records = [json.loads(x) for x in (result.run_dir / "log.jsonl").read_text().splitlines()]
+    epochs = [r for r in records if r["type"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2]
+    for r in epochs:
+        assert 0.0 <= r["val_f1"] <= 1.0 and 0.0 <= r["val_pixel_f1"] <= 1.0
+    assert result.best_score == max(r["val_f1"] for r in epochs)
+    _, meta = load_weights(result.run_dir / "best.safetensors")
+    assert meta["arch"] == "micronet252" and float(meta["width"]) == 0.0625

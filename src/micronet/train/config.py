@@ -83,8 +83,9 @@ class RunConfig:
     log_every: int = 10  # steps between progress-log lines
     checkpoint_every: int = 50  # steps between `last` checkpoints (and at every epoch end)
     validate: bool = True
+    val_every: int = 1  # epochs between validations (and `best` checkpoint decisions)
     max_steps: int = 0  # stop this invocation after this many steps (0 = whole schedule)
-    time_limit_min: float = 0  # stop (after a checkpoint) after this many minutes; 0 = no limit
+    time_limit_min: float = 0.0  # stop (after a checkpoint) after this many minutes; 0 = no limit
     shard_mb: int = 15  # safetensors shard size for checkpoints (device transfers need < 16 MiB)
 
 

@@ -213,7 +213,8 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
             end_of_epoch = step % steps_per_epoch == 0
             if end_of_epoch:
                 record = {"type": "epoch", "epoch": epoch + 1, "step": step, "lr": lr}
-                if config.run.validate and data.val_images and dist.is_main:
+                due = (epoch + 1) % config.run.val_every == 0 or epoch + 1 == s.epochs
+                if config.run.validate and data.val_images and dist.is_main and due:
                     record.update(_validate(model, data, device))
                     score = record["val_f1"]
                     if score > best:
