@@ -90,6 +90,7 @@ def main() -> None:
     config = apply_overrides(base, [f"schedule.steps_per_epoch={per_epoch}",
                                     f"run.time_limit_min={args.minutes}"])
     util = None
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     if device.type == "cuda":
         util = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu,memory.used",
                                  "--format=csv,noheader,nounits", "-l", "5"],

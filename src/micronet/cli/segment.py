@@ -1,9 +1,182 @@
-"""`micronet segment` (being written)."""
+"""``micronet segment`` (images and whole slides) and ``micronet bench segment``."""
 
 from __future__ import annotations
 
+import glob
+from pathlib import Path
+
 import typer
+
+from .._console import console
+from ..errors import MicronetError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+
+
+def _is_slide(path: Path) -> bool:
+    """SVS/NDPI/... by name; a TIFF counts as a slide when it holds a pyramid."""
+    from ..infer.slide import SLIDE_SUFFIXES
+
+    suffix = path.suffix.lower()
+    if suffix in SLIDE_SUFFIXES:
+        return True
+    if suffix not in {".tif", ".tiff"}:
+        return False
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            return len(series.levels) > 1 or bool(tif.is_svs or tif.is_ndpi)
+    except Exception:  # unreadable: the image reader gives the one-line error
+        return False
+
+
+def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
+    """Files from paths, folders (their images, sorted) and globs; plus one error per dud."""
+    from ..infer.slide import SLIDE_SUFFIXES
+
+    suffixes = IMAGE_SUFFIXES | SLIDE_SUFFIXES
+    files: list[Path] = []
+    errors: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if any(ch in item for ch in "*?[") and not path.exists():
+            matches = sorted(Path(p) for p in glob.glob(item) if Path(p).is_file())
+            if not matches:
+                errors.append(f"{item}: no files match this pattern")
+            files += matches
+        elif path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file()
+                           and p.suffix.lower() in suffixes and not p.name.startswith("."))
+            if not found:
+                errors.append(f"{path}: folder holds no images ({', '.join(sorted(suffixes))})")
+            files += found
+        elif path.exists():
+            files.append(path)
+        else:
+            errors.append(f"{path}: file not found")
+    seen: set[Path] = set()
+    unique = [f for f in files if not (f.resolve() in seen or seen.add(f.resolve()))]
+    return unique, errors
+
+
+def _parse_formats(formats: str) -> tuple[str, ...]:
+    from ..infer.export import FORMATS
+
+    chosen = tuple(dict.fromkeys(f.strip() for f in formats.split(",") if f.strip()))
+    unknown = [f for f in chosen if f not in FORMATS]
+    if unknown or not chosen:
+        raise MicronetError(f"--formats {formats!r}: choose from {','.join(FORMATS)}")
+    return chosen
+
+
+def _outputs_exist(out: Path, name: str, formats: tuple[str, ...], slide: bool) -> bool:
+    from ..infer.export import output_paths
+
+    wanted = [f for f in formats if not (slide and f == "labels")]
+    paths = output_paths(out, name, wanted)
+    if "labels" in paths:
+        paths["labels_tif"] = output_paths(out, name, ["labels"], labels_tif=True)["labels"]
+        if paths["labels_tif"].exists():
+            paths.pop("labels")
+        paths.pop("labels_tif")
+    return all(p.exists() for p in paths.values())
+
+
+def segment_files(files: list[Path], out: Path, segmenter, formats: tuple[str, ...],
+                  mpp: float | None, overwrite: bool, progress) -> list[str]:
+    """Segment each file into ``out``; returns one error line per failed file."""
+    from .._io import read_rgb
+    from ..infer.export import export_segmentation
+
+    errors = []
+    task = progress.add_task("inputs", total=len(files))
+    for path in files:
+        try:
+            slide = _is_slide(path)
+            if not overwrite and _outputs_exist(out, path.stem, formats, slide):
+                console.print(f"{path}: outputs exist, skipped (--overwrite redoes them)",
+                              highlight=False, soft_wrap=True)
+                continue
+            if slide:
+                result = segmenter.predict_slide(path, mpp=mpp, out_dir=out, formats=formats,
+                                                 progress=progress)
+                typer.echo(f"{path}: {result.num_glands} glands (slide, level {result.level}, "
+                           f"{result.working_mpp:.3f} µm/px, {result.skipped}/{result.chunks} "
+                           "chunks without tissue)")
+            else:
+                image = read_rgb(path)
+                result = segmenter.predict(image, mpp=mpp, progress=progress)
+                export_segmentation(result, image, out, path.stem, formats)
+                typer.echo(f"{path}: {result.num_glands} glands")
+        except MicronetError as exc:
+            errors.append(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
+            console.print(f"[bold red]error:[/] {errors[-1]}", highlight=False, soft_wrap=True)
+        except OSError as exc:
+            errors.append(f"{path}: {exc.strerror or exc}")
+            console.print(f"[bold red]error:[/] {errors[-1]}", highlight=False, soft_wrap=True)
+        finally:
+            progress.advance(task)
+    return errors
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add this module's commands to the app."""
+    """Add ``segment`` and ``bench segment``."""
+
+    @app.command("segment")
+    def segment_cmd(
+        inputs: list[str] = typer.Argument(..., help="Images, slides, folders or globs."),
+        out: Path = typer.Option(..., "--out", "-o", file_okay=False, help="Output folder."),
+        model: str = typer.Option("micronet508", "--model", help="Architecture."),
+        width: float = typer.Option(None, "--width", help="Width (default: the weights')."),
+        weights: str = typer.Option("glas", "--weights",
+                                    help="Shipped tag/dataset, .safetensors file or run folder."),
+        device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
+        tta: bool = typer.Option(False, "--tta", help="Average 8 flips/rotations."),
+        mpp: float = typer.Option(None, "--mpp", help="Input µm/px (images: resampled to the "
+                                                      "model's; slides: level 0, if missing)."),
+        batch_size: int = typer.Option(4, "--batch-size", min=1, help="Tiles per forward."),
+        formats: str = typer.Option("labels,overlay,geojson,csv", "--formats",
+                                    help="Comma-separated outputs."),
+        precision: str = typer.Option("auto", "--precision", help="auto | fp32 | bf16 | fp16"),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Redo existing outputs."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="Hide progress bars."),
+    ) -> None:
+        """Segment glands: NAME_labels.png, NAME_overlay.png, NAME.geojson, NAME_glands.csv."""
+        from .._console import make_progress
+        from ..infer import Segmenter
+
+        chosen = _parse_formats(formats)
+        files, bad = expand_inputs(inputs)
+        for line in bad:
+            console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+        errors = list(bad)
+        if files:
+            segmenter = Segmenter(model=model, width=width, weights=weights, device=device,
+                                  batch_size=batch_size, tta=tta, precision=precision)
+            with make_progress(False if quiet else None) as progress:
+                errors += segment_files(files, out, segmenter, chosen, mpp, overwrite, progress)
+        if errors:
+            raise MicronetError(f"{len(errors)} of {len(files) + len(bad)} input(s) failed "
+                                "(see the lines above)")
+
+    @bench_app.command("segment")
+    def bench_segment_cmd(
+        size: int = typer.Option(4000, "--size", min=16, help="Synthetic image side (px)."),
+        widths: str = typer.Option("0.125,0.25", "--widths", help="Comma-separated widths."),
+        batch_size: int = typer.Option(4, "--batch-size", min=1),
+        device: str = typer.Option("auto", "--device"),
+        baseline: bool = typer.Option(True, "--baseline/--no-baseline",
+                                      help="Also time a plain non-overlapping tile loop."),
+    ) -> None:
+        """Megapixels/s and peak RSS of `segment` vs a plain tile loop, in one run."""
+        from ..infer.bench import format_rows, run_segment_benchmark
+
+        try:
+            ws = [float(w) for w in widths.split(",") if w.strip()]
+        except ValueError:
+            raise MicronetError(f"--widths {widths!r}: give numbers like 0.125,0.25") from None
+        rows = run_segment_benchmark(size, ws, batch_size=batch_size, device=device,
+                                     baseline=baseline)
+        typer.echo(format_rows(rows))

@@ -1,0 +1,311 @@
+"""``Segmenter``: Micro-Net gland segmentation of images of any size and of whole slides.
+
+>>> seg = Segmenter.from_pretrained("glas")            # doctest: +SKIP
+>>> result = seg.predict(rgb_uint8_image, mpp=0.5)    # doctest: +SKIP
+>>> result.labels, result.glands[0]["area_px"]        # doctest: +SKIP
+
+An image is cut into overlapping network-sized tiles (:mod:`micronet.infer.tiling`), blended
+strip by strip into a compact ``uint8`` gland/contour map, and turned into gland instances
+(:mod:`micronet.infer.postprocess`). Memory beyond the outputs is one strip of tiles, so a
+10,000×10,000 image runs in well under 4 GB.
+
+Resolution: the weights were trained at ``info.mpp`` µm/px (0.62 for GlaS, 20×). When
+``predict(mpp=...)`` says the image's µm/px differs from that by more than 10 %, the image is
+resized to the model's resolution (area interpolation when shrinking, bilinear when enlarging),
+segmented there, and the labels are resized back with nearest-neighbour (probabilities
+bilinearly), so outputs always match the input's size. Without ``mpp`` the image is assumed to
+be at the model's resolution.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import InputError, MicronetError
+from .postprocess import ClassMaps, PostprocessConfig, label_glands, measure_glands, quantize
+from .runtime import (
+    apply_transform,
+    invert_transform,
+    resolve_device,
+    resolve_model,
+    resolve_precision,
+    tta_transforms,
+)
+from .tiling import StripBlender, TileGrid, default_overlap, read_tile
+
+__all__ = ["Segmenter", "Segmentation"]
+
+MPP_TOLERANCE = 0.10  # resample when the image's µm/px differs from the model's by more
+
+
+@dataclass
+class Segmentation:
+    """The result of :meth:`Segmenter.predict`.
+
+    Attributes:
+        labels: ``(H, W) int32`` gland instances, 0 = background.
+        probabilities: ``(3, H, W) float16`` background/gland/contour probabilities, when asked.
+        glands: one dict per gland (see :func:`micronet.infer.postprocess.measure_glands`).
+        mpp: the image's µm/px when known.
+    """
+
+    labels: np.ndarray
+    probabilities: np.ndarray | None = None
+    glands: list[dict[str, Any]] = field(default_factory=list)
+    mpp: float | None = None
+
+    @property
+    def num_glands(self) -> int:
+        """Number of gland instances."""
+        return len(self.glands)
+
+    def table(self) -> list[dict[str, Any]]:
+        """Per-gland measurements as CSV-ready rows."""
+        return [dict(row) for row in self.glands]
+
+
+@contextlib.contextmanager
+def tile_progress(progress: Any, total: int, description: str) -> Iterator[Callable[[int], None]]:
+    """Yield ``advance(n)`` for a tile bar: ``progress`` is a rich ``Progress`` to add a task to,
+    or ``True``/``False``/``None`` (auto: shown on a TTY) for a bar of its own."""
+    from rich.progress import Progress
+
+    from .._console import make_progress
+
+    if isinstance(progress, Progress):
+        task = progress.add_task(description, total=total)
+        try:
+            yield lambda n: progress.advance(task, n)
+        finally:
+            progress.remove_task(task)
+        return
+    with make_progress(progress) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+class Segmenter:
+    """Micro-Net inference: tiling, blending, test-time augmentation and gland post-processing.
+
+    Args:
+        model: architecture name (``"micronet508"``) or an already-built ``nn.Module`` with an
+            ``input_size`` attribute returning ``(B, 3, S, S)`` logits in eval mode.
+        width: channel multiplier when building by name (``None``: 1.0, or the weights' width).
+        weights: ``None`` (random init, for tests), a shipped tag or dataset (``"glas"``), a
+            ``.safetensors`` file, or a training run folder (its ``best`` weights).
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        postprocess: :class:`PostprocessConfig`, a dict of its fields, or ``None`` for the
+            weights' tuned values (else the defaults).
+        batch_size: tiles per forward pass.
+        tta: test-time augmentation: ``False``, ``True`` (8 flips/rotations) or 4 (rotations).
+        precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` (see
+            :mod:`micronet.infer.runtime` for what auto picks and why).
+        overlap: px shared by neighbouring tiles (``None``: a quarter tile).
+    """
+
+    def __init__(self, model: str | nn.Module = "micronet508", width: float | None = None,
+                 weights: str | Path | None = None, device: str | torch.device = "auto",
+                 postprocess: PostprocessConfig | Mapping[str, Any] | None = None,
+                 batch_size: int = 4, tta: bool | int = False, precision: str = "auto",
+                 overlap: int | None = None) -> None:
+        self.model, self.info = resolve_model(model, width, weights)
+        self.device = resolve_device(device)
+        self.autocast_dtype = resolve_precision(precision, self.device)
+        self.channels_last = self.device.type == "cuda" or torch.backends.mkldnn.is_available()
+        self.model.to(self.device)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        tile = getattr(self.model, "input_size", None)
+        if not isinstance(tile, int) or tile < 2:
+            raise ValueError("the model needs an integer `input_size` (its square tile size)")
+        self.tile = tile
+        self.num_classes = int(getattr(self.model, "num_classes", 3))
+        if self.num_classes != 3:
+            raise MicronetError(f"gland segmentation needs 3 classes, the model has "
+                                f"{self.num_classes}")
+        self.overlap = default_overlap(tile) if overlap is None else int(overlap)
+        if not 0 <= self.overlap < tile:
+            raise ValueError(f"overlap must be in [0, {tile}), got {overlap}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.transforms = tta_transforms(8 if tta is True else (int(tta) if tta else 1))
+        if isinstance(postprocess, PostprocessConfig):
+            self.postprocess = postprocess
+        else:
+            self.postprocess = PostprocessConfig.from_dict(
+                postprocess if postprocess is not None else self.info.postprocess)
+
+    @classmethod
+    def from_pretrained(cls, name: str, **kwargs: Any) -> Segmenter:
+        """Shipped weights by name: ``"glas"`` or ``"micronet508.glas_w025"``."""
+        arch, tag = name.split(".", 1) if "." in name else (kwargs.pop("model", "micronet508"),
+                                                            name)
+        return cls(model=arch, weights=tag, **kwargs)
+
+    @property
+    def mpp(self) -> float:
+        """µm per pixel the weights were trained at."""
+        return self.info.mpp
+
+    def __repr__(self) -> str:
+        dtype = "fp32" if self.autocast_dtype is None else str(self.autocast_dtype).split(".")[1]
+        return (f"Segmenter({self.info.name}, tile={self.tile}, overlap={self.overlap}, "
+                f"device={self.device}, precision={dtype}, tta={len(self.transforms)})")
+
+    @torch.inference_mode()
+    def predict_tiles(self, tiles: np.ndarray) -> np.ndarray:
+        """Class probabilities of a ``(B, S, S, 3) uint8`` tile batch as ``(B, 3, S, S) float32``
+        (averaged over the test-time transforms)."""
+        from ..models import normalize
+
+        x = torch.from_numpy(np.ascontiguousarray(tiles)).to(self.device, non_blocking=True)
+        x = normalize(x.permute(0, 3, 1, 2), self.info.mean, self.info.std)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        total = None
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                            enabled=self.autocast_dtype is not None):
+            for turns, flip in self.transforms:
+                logits = self.model(apply_transform(x, turns, flip))
+                prob = invert_transform(torch.softmax(logits.float(), dim=1), turns, flip)
+                total = prob if total is None else total + prob
+        assert total is not None
+        return (total / len(self.transforms)).cpu().numpy()
+
+    def predict_maps(self, image: np.ndarray, *, grid: TileGrid | None = None,
+                     window: tuple[int, int, int, int] | None = None,
+                     return_probabilities: bool = False, progress: Any = None,
+                     ) -> tuple[ClassMaps, np.ndarray | None]:
+        """Blended class probabilities of ``image`` (no resampling, no post-processing).
+
+        Args:
+            image: ``(H, W, 3) uint8``.
+            grid: tile positions in window coordinates (default: spread over the image).
+            window: ``(y0, x0, height, width)`` of the output in image coordinates (default:
+                the whole image); tiles read outside the image are mirrored.
+            return_probabilities: also return ``(3, h, w) float16`` probabilities.
+            progress: see :func:`tile_progress`.
+
+        Returns:
+            ``(ClassMaps, probabilities or None)`` for the window.
+        """
+        y0, x0, height, width = window or (0, 0, *image.shape[:2])
+        grid = grid or TileGrid.spread(height, width, self.tile, self.overlap)
+        maps = ClassMaps.empty(height, width)
+        probs = np.empty((3, height, width), np.float16) if return_probabilities else None
+
+        def emit(row: int, block: np.ndarray) -> None:
+            rows = slice(row, row + block.shape[1])
+            maps.gland[rows] = quantize(block[1])
+            maps.contour[rows] = quantize(block[2])
+            if probs is not None:
+                probs[:, rows] = block
+
+        blender = StripBlender(3, height, width, grid, emit)
+        with tile_progress(progress, len(grid), "tiles") as advance:
+            for ty in grid.ys:
+                for i in range(0, len(grid.xs), self.batch_size):
+                    xs = grid.xs[i:i + self.batch_size]
+                    batch = np.stack([read_tile(image, int(ty) + y0, int(tx) + x0, self.tile)
+                                      for tx in xs])
+                    for tx, p in zip(xs, self.predict_tiles(batch), strict=True):
+                        blender.add(int(ty), int(tx), p)
+                    advance(len(xs))
+                blender.finish_row()
+        return maps, probs
+
+    def predict(self, image: np.ndarray, *, mpp: float | None = None,
+                return_probabilities: bool = False, progress: Any = None) -> Segmentation:
+        """Segment the glands of an RGB image of any size.
+
+        Args:
+            image: ``(H, W, 3) uint8`` RGB.
+            mpp: the image's µm per pixel; resampled to the model's when > 10 % off.
+            return_probabilities: keep ``(3, H, W) float16`` probabilities in the result.
+            progress: a tile progress bar (``None``: on a TTY), or a rich ``Progress`` to use.
+
+        Returns:
+            :class:`Segmentation` with labels, optional probabilities and per-gland rows.
+
+        Raises:
+            InputError: ``image`` is not an ``(H, W, 3) uint8`` array, or ``mpp`` <= 0.
+        """
+        check_image(image)
+        factor = self.resample_factor(mpp)
+        work = image if factor == 1.0 else resize_image(image, factor)
+        maps, probs = self.predict_maps(work, return_probabilities=return_probabilities,
+                                        progress=progress)
+        labels = label_glands(maps, self.postprocess)
+        del maps
+        if factor != 1.0:
+            labels = resize_nearest(labels, image.shape[:2])
+            if probs is not None:
+                probs = resize_probabilities(probs, image.shape[:2])
+        return Segmentation(labels, probs, measure_glands(labels, image, mpp), mpp)
+
+    def resample_factor(self, mpp: float | None) -> float:
+        """Scale from the image to the model's resolution (1.0 within the 10 % tolerance)."""
+        if mpp is None:
+            return 1.0
+        if not mpp > 0:
+            raise InputError(f"mpp must be a positive number of µm per pixel, got {mpp}")
+        ratio = mpp / self.mpp
+        return 1.0 if abs(ratio - 1.0) <= MPP_TOLERANCE else ratio
+
+    def predict_slide(self, path: str | Path, **kwargs: Any) -> Any:
+        """Segment a whole-slide image; see :func:`micronet.infer.slide.segment_slide`."""
+        from .slide import segment_slide
+
+        return segment_slide(self, path, **kwargs)
+
+
+def check_image(image: Any) -> None:
+    """Raise ``InputError`` unless ``image`` is a non-empty ``(H, W, 3) uint8`` array."""
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"image must be a numpy array, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise InputError(f"image must be (H, W, 3) uint8 RGB, got shape {image.shape} "
+                         f"dtype {image.dtype}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise InputError(f"image is empty (shape {image.shape})")
+
+
+def resize_image(image: np.ndarray, factor: float) -> np.ndarray:
+    """Resize an RGB image by ``factor`` (area when shrinking, bilinear when enlarging)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if factor < 1
+                      else cv2.INTER_LINEAR)
+
+
+def _nearest_index(n_out: int, n_in: int) -> np.ndarray:
+    return np.minimum(((np.arange(n_out) + 0.5) * n_in / n_out).astype(np.int64), n_in - 1)
+
+
+def resize_nearest(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of a label map to ``shape`` (ids are kept, never blended)."""
+    rows = _nearest_index(shape[0], labels.shape[0])
+    cols = _nearest_index(shape[1], labels.shape[1])
+    return labels[rows][:, cols]
+
+
+def resize_probabilities(probs: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of ``(C, h, w)`` probabilities to ``(C, *shape) float16``."""
+    import cv2
+
+    out = np.empty((probs.shape[0], *shape), np.float16)
+    for c in range(probs.shape[0]):
+        out[c] = cv2.resize(probs[c].astype(np.float32), (shape[1], shape[0]),
+                            interpolation=cv2.INTER_LINEAR)
+    return out

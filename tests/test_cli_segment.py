@@ -1,0 +1,169 @@
+"""`micronet segment` and `micronet bench segment` end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from micronet._io import read_labels
+from micronet.cli import main
+from test_segmenter import PurpleGlandModel
+
+OUTPUTS = ("{}_labels.png", "{}_overlay.png", "{}.geojson", "{}_glands.csv")
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    from micronet.models import create
+    from micronet.models.weights_io import save_weights
+
+    torch.manual_seed(0)
+    model = create("micronet508", width=1 / 16)
+    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
+    save_weights(model.state_dict(), path, {"arch": "micronet508", "width": str(1 / 16),
+                                            "num_classes": "3"})
+    return str(path)
+
+
+@pytest.fixture
+def purple(monkeypatch):
+    """Make `--weights purple` build the deterministic fake model (glands = purple pixels)."""
+    import micronet.infer.segmenter as segmenter
+    from micronet.infer.runtime import ModelInfo
+
+    real = segmenter.resolve_model
+
+    def resolve(model, width, weights):
+        if weights == "purple":
+            return PurpleGlandModel(64), ModelInfo(name="purple")
+        return real(model, width, weights)
+
+    monkeypatch.setattr(segmenter, "resolve_model", resolve)
+    return "purple"
+
+
+@pytest.fixture
+def inputs(tmp_path, synthetic_glands):
+    image, _ = synthetic_glands
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(image).save(folder / "a.png")
+    Image.fromarray(image[:120, :200]).save(folder / "b.jpg", quality=95)
+    return folder
+
+
+def run(*args: str) -> int:
+    return main(["segment", *args])
+
+
+def test_segment_folder_with_weights_file(inputs, tmp_path, weights, capsys):
+    out = tmp_path / "out"
+    assert run(str(inputs), "--out", str(out), "--weights", weights, "--device", "cpu") == 0
+    for name in ("a", "b"):
+        for pattern in OUTPUTS:
+            assert (out / pattern.format(name)).is_file(), pattern.format(name)
+    assert read_labels(out / "a_labels.png").shape == (256, 256)
+    assert read_labels(out / "b_labels.png").shape == (120, 200)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files
+    assert "a.png:" in capsys.readouterr().out
+
+
+def test_outputs_agree_with_each_other(inputs, tmp_path, purple, synthetic_glands):
+    out = tmp_path / "out"
+    assert run(str(inputs / "a.png"), "--out", str(out), "--weights", purple, "--mpp",
+               "0.6") == 0
+    labels = read_labels(out / "a_labels.png")
+    _, truth = synthetic_glands
+    assert labels.max() == 4  # five glands, the touching pair is one purple blob
+    assert np.mean((labels > 0) == (truth > 0)) > 0.99
+    features = json.loads((out / "a.geojson").read_text())["features"]
+    rows = list(csv.DictReader((out / "a_glands.csv").open()))
+    assert len(features) == len(rows) == 4
+    for row in rows:
+        assert int(row["area_px"]) == np.sum(labels == int(row["id"]))
+        assert float(row["area_um2"]) == pytest.approx(int(row["area_px"]) * 0.36, rel=1e-3)
+    overlay = np.asarray(Image.open(out / "a_overlay.png"))
+    assert overlay.shape == (256, 256, 3)
+
+
+def test_bad_inputs_fail_alone(inputs, tmp_path, weights, capsys):
+    (inputs / "gray.png").write_bytes(b"")
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(inputs / "gray.png")
+    Image.fromarray(np.zeros((20, 20, 4), np.uint8)).save(inputs / "rgba.png")
+    good = (inputs / "a.png").read_bytes()
+    (inputs / "cut.png").write_bytes(good[: len(good) // 2])
+    Image.fromarray(np.zeros((20, 20), np.uint16)).save(inputs / "deep.tif")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "out"
+    code = run(str(inputs), str(empty), str(tmp_path / "missing.png"), "--out", str(out),
+               "--weights", weights, "--device", "cpu", "--formats", "labels,csv")
+    assert code == 1
+    err = capsys.readouterr().err
+    for name in ("gray.png", "rgba.png", "cut.png", "deep.tif", "empty", "missing.png"):
+        assert name in err, name
+    assert "6 of 8 input(s) failed" in " ".join(err.split())
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["a_glands.csv", "a_labels.png", "b_glands.csv", "b_labels.png"]
+
+
+def test_existing_outputs_are_skipped_unless_overwrite(inputs, tmp_path, weights, capsys):
+    out = tmp_path / "out"
+    args = [str(inputs / "a.png"), "--out", str(out), "--weights", weights, "--device", "cpu",
+            "--formats", "geojson"]
+    assert run(*args) == 0
+    target = out / "a.geojson"
+    target.write_text("{}")  # marker: a skip leaves it alone
+    assert run(*args) == 0
+    assert target.read_text() == "{}"
+    assert "skipped" in capsys.readouterr().err
+    assert run(*args, "--overwrite") == 0
+    assert json.loads(target.read_text())["type"] == "FeatureCollection"
+
+
+def test_glob_input_and_options(inputs, tmp_path, purple, weights):
+    out = tmp_path / "out"
+    code = run(str(inputs / "*.png"), "--out", str(out), "--weights", purple,
+               "--device", "cpu", "--formats", "csv", "--mpp", "0.5", "--batch-size", "2",
+               "--precision", "fp32")
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a_glands.csv"]
+    header = (out / "a_glands.csv").read_text().splitlines()[0]
+    assert "area_um2" in header  # --mpp given: µm columns
+    assert run(str(inputs / "*.nothing"), "--out", str(out), "--weights", weights) == 1
+
+
+def test_bad_options_are_one_line_errors(inputs, tmp_path, weights, capsys):
+    out = str(tmp_path / "out")
+    assert run(str(inputs), "--out", out, "--weights", weights, "--formats", "labels,pdf") == 1
+    assert "--formats" in capsys.readouterr().err
+    assert run(str(inputs), "--out", out) == 1  # default "glas" weights are not shipped yet
+    assert "weights" in capsys.readouterr().err
+    assert run(str(inputs), "--out", out, "--weights", str(tmp_path / "nope.safetensors")) == 1
+
+
+def test_pyramidal_tiff_is_segmented_as_a_slide(tmp_path, weights, capsys):
+    from micronet.infer.bench import synthetic_image
+    from test_slide import write_pyramid
+
+    path = write_pyramid(tmp_path / "s.tif", synthetic_image(300), mpp=0.62, downsamples=(2,))
+    out = tmp_path / "out"
+    assert run(str(path), "--out", str(out), "--weights", weights, "--device", "cpu") == 0
+    assert sorted(p.name for p in out.iterdir()) == ["s.geojson", "s_glands.csv",
+                                                     "s_overlay.png"]
+    assert "slide, level 0" in capsys.readouterr().out
+
+
+def test_bench_segment_tiny(capsys):
+    assert main(["bench", "segment", "--size", "64", "--widths", "0.0625",
+                 "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    lines = out.strip().splitlines()
+    assert "MPx/s" in lines[0] and len(lines) == 3
+    assert "segmenter" in lines[1] and "plain loop" in lines[2]
+    assert lines[1].strip().endswith("x")  # speed ratio against the plain loop

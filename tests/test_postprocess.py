@@ -1,0 +1,167 @@
+"""Gland instances from three-class probability maps, measurements and tuning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from micronet.data.targets import three_class_targets
+from micronet.infer.postprocess import (
+    ClassMaps,
+    PostprocessConfig,
+    label_glands,
+    measure_glands,
+    tune_postprocess,
+)
+
+
+def one_hot(classes: np.ndarray) -> np.ndarray:
+    """(3, H, W) float32 probabilities that are certain of ``classes``."""
+    return np.stack([(classes == k).astype(np.float32) for k in range(3)])
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal up to renumbering of the instances."""
+    pairs = set(zip(a.ravel().tolist(), b.ravel().tolist(), strict=True))
+    one_to_one = len(pairs) == len(np.unique(a)) == len(np.unique(b))
+    return one_to_one and all((x == 0) == (y == 0) for x, y in pairs)
+
+
+def test_perfect_probabilities_give_back_the_instances(synthetic_glands):
+    _, labels = synthetic_glands
+    out = label_glands(one_hot(three_class_targets(labels)))
+    assert out.dtype == np.int32 and out.shape == labels.shape
+    assert out.max() == labels.max() == 5
+    assert same_partition(out, labels)
+
+
+def test_touching_glands_separated_by_contour_are_two_instances():
+    labels = np.zeros((60, 100), np.int32)
+    labels[10:50, 10:50], labels[10:50, 50:90] = 1, 2  # share a border
+    probs = one_hot(three_class_targets(labels))
+    out = label_glands(probs)
+    assert out.max() == 2
+    assert same_partition(out, labels)
+    # without the contour class the two would be one blob
+    merged = one_hot((labels > 0).astype(np.int64))
+    assert label_glands(merged).max() == 1
+
+
+def test_small_objects_are_removed():
+    labels = np.zeros((80, 80), np.int32)
+    labels[5:35, 5:35] = 1  # 900 px
+    labels[50:58, 50:58] = 2  # 64 px
+    probs = one_hot(three_class_targets(labels))
+    assert label_glands(probs, PostprocessConfig(min_size=100)).max() == 1
+    kept = label_glands(probs, PostprocessConfig(min_size=64))
+    assert kept.max() == 2 and np.sum(kept == 2) == 64
+
+
+def _ring_gland(size=60, hole=(25, 35)):
+    labels = np.zeros((size, size), np.int32)
+    labels[10:50, 10:50] = 1
+    classes = three_class_targets(labels)
+    classes[hole[0]:hole[1], hole[0]:hole[1]] = 0  # lumen predicted as background
+    return labels, classes
+
+
+def test_holes_are_filled():
+    labels, classes = _ring_gland()
+    filled = label_glands(one_hot(classes))
+    assert filled.max() == 1 and np.array_equal(filled > 0, labels > 0)
+    kept = label_glands(one_hot(classes), PostprocessConfig(fill_holes=False))
+    assert np.sum(kept[25:35, 25:35]) == 0
+    small_only = label_glands(one_hot(classes), PostprocessConfig(max_hole_size=50))
+    assert np.sum(small_only[25:35, 25:35]) == 0  # the 100 px hole is above the limit
+
+
+def test_hole_between_two_glands_is_not_filled_and_does_not_merge_them():
+    # two U-shaped seeds closing around a background pocket
+    classes = np.zeros((60, 60), np.int64)
+    classes[10:50, 10:29] = 1
+    classes[10:50, 31:50] = 1
+    classes[10:50, 29:31] = 2  # contour between them
+    classes[25:35, 20:40] = 0  # pocket enclosed by both seeds and the contour
+    out = label_glands(one_hot(classes), PostprocessConfig(contour_growth=0, min_size=1))
+    assert out.max() == 2
+    assert np.sum(out[25:35, 22:38] > 0) == 0
+
+
+def test_banded_growth_equals_whole_image(rng):
+    from skimage.draw import ellipse
+
+    labels = np.zeros((300, 200), np.int32)
+    for i in range(1, 30):
+        rr, cc = ellipse(rng.integers(0, 300), rng.integers(0, 200), rng.integers(5, 25),
+                         rng.integers(5, 25), shape=labels.shape)
+        labels[rr, cc] = i
+    probs = one_hot(three_class_targets(labels))
+    probs = np.clip(probs + rng.normal(0, 0.2, probs.shape), 0, None)
+    probs /= probs.sum(0, keepdims=True)
+    whole = label_glands(probs, band=10_000)
+    for band in (7, 16, 33):
+        np.testing.assert_array_equal(label_glands(probs, band=band), whole)
+
+
+def test_float_and_compact_inputs_agree(synthetic_glands):
+    _, labels = synthetic_glands
+    probs = one_hot(three_class_targets(labels)) * 0.9 + 0.1 / 3
+    np.testing.assert_array_equal(label_glands(probs),
+                                  label_glands(ClassMaps.from_probabilities(probs)))
+    maps = ClassMaps.from_probabilities(probs)
+    assert maps.gland.dtype == np.uint8 and maps.shape == labels.shape
+    np.testing.assert_allclose(maps.gland / 255, probs[1], atol=0.5 / 255 + 1e-6)
+
+
+def test_empty_and_background_only_maps():
+    assert label_glands(np.stack([np.ones((10, 12)), np.zeros((10, 12)),
+                                  np.zeros((10, 12))])).max() == 0
+    assert measure_glands(np.zeros((5, 5), np.int32)) == []
+
+
+def test_config_from_dict_and_validation():
+    cfg = PostprocessConfig.from_dict({"threshold": 0.4, "min_size": 10})
+    assert cfg.threshold == 0.4 and cfg.min_size == 10 and cfg.fill_holes
+    assert PostprocessConfig.from_dict(None) == PostprocessConfig()
+    with pytest.raises(ValueError, match="unknown"):
+        PostprocessConfig.from_dict({"thresh": 0.4})
+    with pytest.raises(ValueError):
+        PostprocessConfig(threshold=1.5)
+    with pytest.raises(ValueError):
+        PostprocessConfig(min_size=-1)
+
+
+def test_measure_glands_units_offset_and_scale(synthetic_glands):
+    image, labels = synthetic_glands
+    rows = measure_glands(labels, image, mpp=0.5)
+    assert [r["id"] for r in rows] == [1, 2, 3, 4, 5]
+    for r in rows:
+        ys, xs = np.nonzero(labels == r["id"])
+        assert r["area_px"] == len(ys)
+        assert r["centroid_x"] == pytest.approx(xs.mean(), abs=0.01)
+        assert r["centroid_y"] == pytest.approx(ys.mean(), abs=0.01)
+        assert r["area_um2"] == pytest.approx(len(ys) * 0.25, rel=1e-3)
+        assert r["mean_r"] == pytest.approx(image[labels == r["id"], 0].mean(), abs=0.01)
+        assert 0 <= r["eccentricity"] < 1 and 0 < r["solidity"] <= 1
+    moved = measure_glands(labels, None, offset=(100, 50), scale=2.0)
+    assert "mean_r" not in moved[0] and "area_um2" not in moved[0]
+    assert moved[0]["centroid_x"] == pytest.approx(rows[0]["centroid_x"] * 2 + 100, abs=0.02)
+    assert moved[0]["area_px"] == pytest.approx(rows[0]["area_px"] * 4)
+
+
+def test_tune_postprocess_finds_the_threshold_that_splits_glands():
+    """Unsure interiors (p_gland 0.6): 0.5 finds nothing, -0.5 merges the pair, 0.3 is right."""
+    labels = np.zeros((64, 120), np.int32)
+    labels[8:56, 8:60], labels[8:56, 60:112] = 1, 2
+    classes = three_class_targets(labels)
+    probs = np.zeros((3, *labels.shape), np.float32)
+    probs[1] = np.select([classes == 1, classes == 2], [0.6, 0.3], 0.0)
+    probs[2] = np.select([classes == 1, classes == 2], [0.2, 0.6], 0.0)
+    probs[0] = 1 - probs[1] - probs[2]
+    grid = {"threshold": [0.5, 0.3, -0.5], "min_size": [100]}
+    best, table = tune_postprocess([probs], [labels], grid)
+    assert best.threshold == 0.3 and best.min_size == 100
+    assert [row["threshold"] for row in table] == [0.3, -0.5, 0.5]
+    assert [row["f1"] for row in table] == pytest.approx([1.0, 2 / 3, 0.0])
+    with pytest.raises(ValueError):
+        tune_postprocess([probs], [], grid)

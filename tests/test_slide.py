@@ -1,0 +1,161 @@
+"""Whole-slide segmentation on small pyramidal TIFFs written by the tests."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from micronet.errors import InputError
+from micronet.infer import PostprocessConfig, Segmenter
+from micronet.infer.slide import SlideReader, choose_level, tissue_mask
+from test_segmenter import PurpleGlandModel, purple_image
+
+
+def write_pyramid(path, image, mpp=None, downsamples=(2, 4)):
+    """A tiled pyramidal TIFF (SubIFDs) with optional resolution tags tiffslide reads."""
+    import tifffile
+
+    def res(ds):
+        if mpp is None:
+            return {}
+        return {"resolution": (1e4 / (mpp * ds), 1e4 / (mpp * ds)),
+                "resolutionunit": "CENTIMETER"}
+
+    opts = {"tile": (64, 64), "photometric": "rgb", "compression": "zlib"}
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(image, subifds=len(downsamples), **opts, **res(1))
+        for ds in downsamples:
+            h, w = image.shape[0] // ds, image.shape[1] // ds
+            small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+            tif.write(small, subfiletype=1, **opts, **res(ds))
+    return path
+
+
+# level-0 ellipses (row, col, r_radius, c_radius); several cross the 96 px chunk borders of
+# the working level (= level 0 / 2), i.e. level-0 rows/cols 192 and 384
+GLANDS = [(120, 180, 50, 60), (200, 420, 60, 40), (330, 120, 40, 70), (300, 560, 50, 30),
+          (60, 520, 30, 50)]
+
+
+@pytest.fixture(scope="module")
+def slide(tmp_path_factory):
+    image, truth = purple_image((400, 640), GLANDS)
+    path = write_pyramid(tmp_path_factory.mktemp("slide") / "slide.tif", image, mpp=0.31)
+    return path, image, truth
+
+
+def make_segmenter(tile=64):
+    return Segmenter(PurpleGlandModel(tile), device="cpu", precision="fp32",
+                     postprocess=PostprocessConfig(min_size=30))
+
+
+def test_reader_and_level_choice(slide):
+    path, image, _ = slide
+    reader = SlideReader(path)
+    assert reader.mpp == pytest.approx(0.31)
+    assert reader.dimensions[0] == (640, 400) and reader.downsamples[:2] == [1.0, 2.0]
+    assert choose_level(reader, 0.62) == (1, 1.0)  # level 1 is exactly 0.62 µm/px
+    assert choose_level(reader, 0.31) == (0, 1.0)
+    level, factor = choose_level(reader, 0.5)  # no level within 10 %: finer one, resampled
+    assert level == 0 and factor == pytest.approx(0.62)
+    np.testing.assert_array_equal(reader.read(0, 10, 20, 30, 5), image[20:25, 10:40])
+    reader.close()
+
+
+def test_slide_glands_match_truth_and_whole_image(slide, tmp_path):
+    path, image, truth = slide
+    seg = make_segmenter()
+    result = seg.predict_slide(path, chunk=96, margin=64, out_dir=tmp_path)
+    assert result.level == 1 and result.working_mpp == pytest.approx(0.62)
+    assert result.chunks == 3 * 4
+    assert result.num_glands == len(GLANDS)  # chunk-crossing glands counted once
+    assert not any(g["truncated"] for g in result.glands)
+    # each gland is one whole instance in level-0 coordinates
+    for g in result.glands:
+        label = truth[int(round(g["centroid_y"])), int(round(g["centroid_x"]))]
+        ys, xs = np.nonzero(truth == label)
+        assert g["centroid_x"] == pytest.approx(xs.mean(), abs=2.5)
+        assert g["centroid_y"] == pytest.approx(ys.mean(), abs=2.5)
+        assert g["area_px"] == pytest.approx(len(ys), rel=0.06)
+        assert g["area_um2"] == pytest.approx(g["area_px"] * 0.31**2, rel=1e-3)
+    # same glands as segmenting the working level as one image
+    level1 = SlideReader(path).read(1, 0, 0, 320, 200)
+    whole = seg.predict(level1)
+    assert sorted(r["area_px"] * 4 for r in whole.glands) == pytest.approx(
+        sorted(g["area_px"] for g in result.glands), rel=0.01)
+    # outputs: QuPath GeoJSON in level-0 coordinates, CSV, thumbnail overlay
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["slide.geojson", "slide_glands.csv", "slide_overlay.png"]
+    features = json.loads((tmp_path / "slide.geojson").read_text())["features"]
+    assert len(features) == len(GLANDS)
+    ring = np.asarray(features[0]["geometry"]["coordinates"][0])
+    first = result.glands[0]
+    assert ring[:, 0].mean() == pytest.approx(first["centroid_x"], abs=6)
+    assert ring[:, 1].mean() == pytest.approx(first["centroid_y"], abs=6)
+
+
+def test_background_chunks_are_skipped(tmp_path):
+    image, truth = purple_image((400, 640), [GLANDS[0], GLANDS[2], (250, 330, 50, 40)])
+    image[:, 440:] = 250  # glass from working column 220: the last chunk column (240+) is empty
+    path = write_pyramid(tmp_path / "half.tif", image, mpp=0.31)
+    result = make_segmenter().predict_slide(path, chunk=80, margin=64)
+    assert result.chunks == 3 * 4 and result.skipped == 3
+    assert result.num_glands == 3
+    thumb = SlideReader(path).thumbnail()[0]
+    mask = tissue_mask(thumb)
+    assert mask[:, : mask.shape[1] // 2].mean() > 0.95 and mask[:, -5:].mean() == 0
+
+
+def test_resampled_level_keeps_level0_coordinates(tmp_path):
+    """Level 0 at 0.5 µm/px: read there and resampled to 0.62 µm/px."""
+    image, truth = purple_image((320, 400), [(100, 120, 45, 60), (220, 280, 60, 50)])
+    path = write_pyramid(tmp_path / "r.tif", image, mpp=0.5)
+    result = make_segmenter().predict_slide(path, chunk=100, margin=64)
+    assert result.level == 0 and result.working_mpp == pytest.approx(0.62)
+    assert result.num_glands == 2
+    for g in result.glands:
+        ys, xs = np.nonzero(truth == truth[int(g["centroid_y"]), int(g["centroid_x"])])
+        assert g["centroid_x"] == pytest.approx(xs.mean(), abs=2)
+        assert g["centroid_y"] == pytest.approx(ys.mean(), abs=2)
+        assert g["area_px"] == pytest.approx(len(ys), rel=0.06)
+
+
+def test_glands_larger_than_the_margin_are_flagged(tmp_path):
+    image, _ = purple_image((520, 520), [(260, 260, 220, 220)])
+    path = write_pyramid(tmp_path / "big.tif", image, mpp=0.31)
+    small = make_segmenter().predict_slide(path, chunk=128, margin=64)
+    # documented limit: a gland wider than the margin comes out in pieces, each flagged
+    assert small.num_glands > 1 and all(g["truncated"] for g in small.glands)
+    wide = make_segmenter().predict_slide(path, chunk=128, margin=140)
+    assert wide.num_glands == 1 and not wide.glands[0]["truncated"]
+
+
+def test_missing_resolution_needs_mpp(tmp_path):
+    image, _ = purple_image((256, 256), [(128, 128, 40, 40)])
+    path = write_pyramid(tmp_path / "nompp.tif", image, mpp=None)
+    seg = make_segmenter()
+    with pytest.raises(InputError, match="--mpp"):
+        seg.predict_slide(path)
+    assert seg.predict_slide(path, mpp=0.62, chunk=128).num_glands == 1
+
+
+def test_unreadable_slide(tmp_path):
+    bad = tmp_path / "bad.svs"
+    bad.write_bytes(b"not a slide at all")
+    with pytest.raises(InputError, match="bad.svs"):
+        make_segmenter().predict_slide(bad)
+    with pytest.raises(InputError, match="not found"):
+        make_segmenter().predict_slide(tmp_path / "missing.svs")
+
+
+def test_thumbnail_of_a_flat_tiff_is_read_in_strips(tmp_path):
+    image, _ = purple_image((900, 1200), [(450, 600, 200, 300)])
+    path = write_pyramid(tmp_path / "flat.tif", image, mpp=0.5, downsamples=())
+    thumb, scale = SlideReader(path).thumbnail(max_size=256)
+    assert thumb.shape[1] == 256 and abs(thumb.shape[0] - 192) <= 2
+    assert scale == pytest.approx(1200 / 256)
+    expected = cv2.resize(image, (256, 192), interpolation=cv2.INTER_AREA).astype(int)
+    assert np.abs(thumb[:190].astype(int) - expected[:190]).mean() < 8
