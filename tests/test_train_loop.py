@@ -172,3 +172,17 @@ def test_validation_scores_each_epoch_and_keeps_best(pairs_dir, tmp_path):
     assert result.best_score == max(r["val_f1"] for r in epochs)
     _, meta = load_weights(result.run_dir / "best.safetensors")
     assert meta["arch"] == "micronet252" and float(meta["width"]) == 0.0625
+
+
+def test_fine_tune_starts_from_given_weights(pairs_dir, tmp_path):
+    first = train(tiny_config(pairs_dir, tmp_path / "a", **{"run.max_steps": "2"}),
+                  progress=False)
+    cfg = tiny_config(pairs_dir, tmp_path / "b", **{
+        "model.init": str(first.run_dir / "last.safetensors"), "run.max_steps": "1",
+        "schedule.lr0": "0.0"})
+    tuned = train(cfg, progress=False)
+    assert_same_weights(first.run_dir / "last.safetensors", tuned.run_dir / "last.safetensors")
+    bad = tiny_config(pairs_dir, tmp_path / "c", **{
+        "model.init": str(first.run_dir / "last.safetensors"), "model.width": "0.125"})
+    with pytest.raises(MicronetError, match="weights do not fit micronet252 at width 0.125"):
+        train(bad, progress=False)

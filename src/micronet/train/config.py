@@ -28,6 +28,7 @@ class ModelConfig:
     num_classes: int = 3
     dropout: float = 0.5  # the paper's dropout before the auxiliary and fused classifiers
     grad_checkpointing: bool = False  # recompute activations: full width at batch 1 in < 12 GB
+    init: str = ""  # start from weights: a shipped tag ("glas"), .safetensors file or run folder
 
 
 @dataclass(frozen=True)

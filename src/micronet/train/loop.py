@@ -48,6 +48,8 @@ def _check_model(config: TrainConfig) -> torch.nn.Module:
                        num_classes=config.model.num_classes, dropout=config.model.dropout)
     except ValueError as exc:
         raise MicronetError(f"model: {exc}") from None
+    if config.model.init:
+        _load_init(model, config.model.init)
     if config.data.crop_size != model.input_size:
         raise MicronetError(f"data.crop_size={config.data.crop_size} but {config.model.name} takes "
                             f"{model.input_size}×{model.input_size} inputs; set data.crop_size="
@@ -56,6 +58,23 @@ def _check_model(config: TrainConfig) -> torch.nn.Module:
         raise MicronetError(f"data.patch_size={config.data.patch_size} is smaller than "
                             f"data.crop_size={config.data.crop_size}")
     return model
+
+
+def _load_init(model: torch.nn.Module, source: str) -> None:
+    """Fine-tuning: copy weights from a shipped tag, a weights file or a run folder."""
+    from ..models import get_pretrained
+    from ..models._pretrained import load_pretrained
+    from ..models.weights_io import load_weights
+
+    if Path(source).exists():
+        state, _ = load_weights(source)
+        try:
+            model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+        except RuntimeError as exc:
+            raise MicronetError(f"{source}: weights do not fit {model.name} at width "
+                                f"{model.width} ({str(exc).splitlines()[0]})") from None
+    else:
+        load_pretrained(model, get_pretrained(model.name, source))
 
 
 def _append_jsonl(path: Path, record: dict) -> None:

@@ -1,0 +1,70 @@
+"""Shipped weights: registry entries, checksums, strict loading, and the demo end to end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from micronet.errors import MicronetError
+from micronet.models import create, get_pretrained, list_pretrained
+from micronet.models import _pretrained as pretrained_mod
+
+
+@pytest.mark.parametrize("name", list_pretrained())
+def test_every_shipped_weight_loads_strictly_with_its_checksum(name):
+    arch, tag = name.split(".")
+    cfg = get_pretrained(arch, tag)
+    assert pretrained_mod.sha256_file(pretrained_mod.weights_dir() / cfg.file) == cfg.sha256
+    assert (pretrained_mod.weights_dir() / cfg.file).stat().st_size < 60e6
+    model = create(arch, pretrained=tag).eval()
+    assert model.width == cfg.width
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, cfg.input_size, cfg.input_size))
+    assert out.shape == (1, cfg.num_classes, cfg.output_size, cfg.output_size)
+    assert torch.isfinite(out).all()
+    assert set(cfg.postprocess) <= {"threshold", "foreground_threshold", "contour_growth",
+                                    "min_size", "fill_holes", "max_hole_size"}
+
+
+def test_glas_weights_are_shipped():
+    assert "micronet508.glas_w025" in list_pretrained()
+    assert create("micronet508.glas_w025").width == 0.25
+
+
+def test_corrupt_weights_file_is_refused(tmp_path, monkeypatch):
+    cfg = get_pretrained("micronet508", "glas")
+    shutil.copy(pretrained_mod.weights_dir() / "index.json", tmp_path / "index.json")
+    data = bytearray((pretrained_mod.weights_dir() / cfg.file).read_bytes())
+    data[-100] ^= 0xFF
+    (tmp_path / cfg.file).write_bytes(bytes(data))
+    monkeypatch.setattr(pretrained_mod, "weights_dir", lambda: tmp_path)
+    with pytest.raises(MicronetError, match="does not match"):
+        create("micronet508", pretrained="glas")
+
+
+def test_width_mismatch_with_weights_is_an_error():
+    with pytest.raises(MicronetError, match="for width 0.25, not 0.5"):
+        create("micronet508", width=0.5, pretrained="glas")
+
+
+def test_demo_segments_and_scores_bundled_samples(tmp_path):
+    from micronet.cli import main
+    from micronet.data.bundled import list_samples
+
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--device", "cpu"]) == 0
+    out = tmp_path / "demo"
+    for name in list_samples():
+        for suffix in ("_labels.png", "_overlay.png", ".geojson", "_glands.csv"):
+            assert (out / f"{name}{suffix}").stat().st_size > 0
+        geo = json.loads((out / f"{name}.geojson").read_text())
+        assert geo["type"] == "FeatureCollection" and geo["features"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    pooled = metrics["splits"]["samples"]["pooled"] if "splits" in metrics else None
+    assert pooled is not None, metrics.keys()
+    # the shipped model finds most glands of its sample tiles (a broken model or pipeline does not)
+    assert pooled["f1"] > 0.6 and pooled["object_dice"] > 0.6
+    assert "Micro-Net" in (out / "report.md").read_text()
+    assert not list(out.glob(".*tmp*"))
