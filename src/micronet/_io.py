@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["atomic_path", "read_rgb", "read_labels", "write_png"]
+__all__ = ["atomic_path", "read_rgb", "read_labels", "write_png", "sha256_file"]
 
 
 @contextlib.contextmanager
@@ -129,3 +130,12 @@ def write_png(path: str | os.PathLike[str], array: np.ndarray) -> None:
 
     with atomic_path(path) as tmp:
         Image.fromarray(array).save(tmp, format="PNG")
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks so large files never sit in memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

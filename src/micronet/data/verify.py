@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .._io import sha256_file
 from ..errors import InputError, MicronetError
 
 __all__ = [
@@ -66,15 +67,6 @@ class ReleaseProblems(MicronetError):
 def sha256_bytes(data: bytes) -> str:
     """Hex SHA-256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks so large zips never sit in memory."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _open(data: bytes, name: str):

@@ -28,7 +28,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 __all__ = ["PostprocessConfig", "ClassMaps", "label_glands", "measure_glands",
-           "tune_postprocess", "object_f1"]
+           "tune_postprocess"]
 
 _BLOCK_ROWS = 1024  # row block for element-wise passes over large maps
 
@@ -282,16 +282,6 @@ def measure_glands(labels: np.ndarray, image: np.ndarray | None = None,
     return rows
 
 
-def object_f1(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
-    """Pooled GlaS object F1 of ``(gt, pred)`` label pairs (``micronet.metrics.score_split``)."""
-    try:
-        from ..metrics import score_split
-    except ImportError:  # the package may not re-export it
-        from ..metrics.glas import score_split
-
-    return float(score_split(pairs).f1)
-
-
 def tune_postprocess(probabilities_list: Sequence[ClassMaps | np.ndarray],
                      labels_list: Sequence[np.ndarray],
                      grid: Mapping[str, Sequence[Any]],
@@ -315,6 +305,8 @@ def tune_postprocess(probabilities_list: Sequence[ClassMaps | np.ndarray],
         raise ValueError(f"{len(probabilities_list)} predictions for {len(labels_list)} labels")
     if not grid:
         raise ValueError("empty grid")
+    from ..metrics.glas import score_split
+
     base = base or PostprocessConfig()
     maps = [m if isinstance(m, ClassMaps) else ClassMaps.from_probabilities(m)
             for m in probabilities_list]
@@ -323,7 +315,7 @@ def tune_postprocess(probabilities_list: Sequence[ClassMaps | np.ndarray],
     for values in itertools.product(*(grid[n] for n in names)):
         cfg = dataclasses.replace(base, **dict(zip(names, values, strict=True)))
         pairs = [(gt, label_glands(m, cfg)) for m, gt in zip(maps, labels_list, strict=True)]
-        table.append({**dict(zip(names, values, strict=True)), "f1": object_f1(pairs),
+        table.append({**dict(zip(names, values, strict=True)), "f1": float(score_split(pairs).f1),
                       "_config": cfg})
     order = sorted(range(len(table)), key=lambda i: (-table[i]["f1"], i))
     best = table[order[0]]["_config"]

@@ -21,15 +21,14 @@ and bf16 moved softmax probabilities by ~1e-3 at most in our runs (CPU, and H100
 from __future__ import annotations
 
 import json
-import platform
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from .._device import cpu_has_native_bf16, resolve_device, resolve_precision
 from ..errors import MicronetError
 
 __all__ = ["ModelInfo", "load_weights_file", "resolve_model", "resolve_device",
@@ -162,42 +161,6 @@ def _info_from_module(module: nn.Module) -> ModelInfo:
         return ModelInfo(name=getattr(module, "name", type(module).__name__))
     return ModelInfo(name=cfg.name, mpp=cfg.mpp, mean=tuple(cfg.mean), std=tuple(cfg.std),
                      postprocess=dict(cfg.postprocess))
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` = the first CUDA device when there is one, else the CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise MicronetError(f"device {device!r} asked for, but CUDA is not available")
-    return dev
-
-
-@lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> bool:
-    """True on CPUs with bf16 instructions (x86 AVX512-BF16/AMX, Arm BF16) and oneDNN."""
-    if not torch.backends.mkldnn.is_available():
-        return False
-    try:
-        flags = Path("/proc/cpuinfo").read_text().lower().split()
-    except OSError:
-        return platform.machine() == "arm64" and platform.system() == "Darwin"
-    return any(f in flags for f in ("avx512_bf16", "amx_bf16", "bf16"))
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` on ``device`` (``None`` = fp32, no autocast)."""
-    choices = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-    if precision == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else None
-    if precision not in choices:
-        raise MicronetError(f"precision {precision!r}: use auto, fp32, bf16 or fp16")
-    if precision == "fp16" and device.type == "cpu":
-        raise MicronetError("fp16 autocast is for CUDA; use bf16 or fp32 on the CPU")
-    return choices[precision]
 
 
 def tta_transforms(n: int) -> list[tuple[int, bool]]:

@@ -7,7 +7,6 @@ unknown name lists what exists rather than falling back to something else.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from importlib import resources
@@ -16,6 +15,7 @@ from typing import Any
 
 from torch import nn
 
+from .._io import sha256_file
 from ..errors import MicronetError
 
 __all__ = ["PretrainedCfg", "list_pretrained", "get_pretrained", "load_pretrained", "weights_dir"]
@@ -98,15 +98,6 @@ def get_pretrained(arch: str, tag: str) -> PretrainedCfg:
             return cfg
     known = ", ".join(list_pretrained()) or "none"
     raise MicronetError(f"no pretrained weights {arch}.{tag}; shipped weights: {known}")
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_pretrained(model: nn.Module, cfg: PretrainedCfg) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .._device import autocast_dtype, resolve_device
+from .._device import resolve_device, resolve_precision
 from ..models import count_flops, create
 from .loss import micronet_loss
 
@@ -81,7 +81,7 @@ def bench_train(width: float = 0.125, batch_size: int = 2, device: str = "auto",
     weight = torch.ones(batch_size, s, s, device=dev)
     with torch.device("meta"):
         flops = count_flops(create(model_name, width=width)) * 3 * batch_size  # fwd + 2× bwd
-    amp = autocast_dtype(dev, "auto")
+    amp = resolve_precision("auto", dev)
     variants = [("naive fp32 NCHW", None, False, False),
                 (f"optimised ({'bf16' if amp else 'fp32'}, channels_last"
                  f"{', compiled' if compile_ else ''})", amp, True, compile_)]

@@ -18,7 +18,7 @@ import torch
 from rich.progress import TextColumn
 
 from .._console import console, make_progress
-from .._device import autocast_dtype, resolve_device
+from .._device import resolve_device, resolve_precision
 from .._io import atomic_path
 from ..errors import MicronetError
 from ..models import create, normalize
@@ -165,7 +165,7 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
             model, device_ids=[device.index] if device.type == "cuda" else None)
     if config.run.compile:
         net = torch.compile(net)
-    amp = autocast_dtype(device, config.run.precision)
+    amp = resolve_precision(config.run.precision, device)
     log_path = run_dir / "log.jsonl"
 
     def save_best() -> None:  # main process only
