@@ -85,6 +85,7 @@ class RunConfig:
     checkpoint_every: int = 50  # steps between `last` checkpoints (and at every epoch end)
     validate: bool = True
     val_every: int = 1  # epochs between validations (and `best` checkpoint decisions)
+    best_metric: str = "val_f1"  # val_f1 | val_dice | val_pixel_f1: what `best` maximises
     max_steps: int = 0  # stop this invocation after this many steps (0 = whole schedule)
     time_limit_min: float = 0.0  # stop (after a checkpoint) after this many minutes; 0 = no limit
     shard_mb: int = 15  # safetensors shard size for checkpoints (device transfers need < 16 MiB)

@@ -54,6 +54,9 @@ def _check_model(config: TrainConfig) -> torch.nn.Module:
         raise MicronetError(f"data.crop_size={config.data.crop_size} but {config.model.name} takes "
                             f"{model.input_size}×{model.input_size} inputs; set data.crop_size="
                             f"{model.input_size}")
+    if config.run.best_metric not in ("val_f1", "val_dice", "val_pixel_f1"):
+        raise MicronetError(f"run.best_metric={config.run.best_metric!r}: expected val_f1, "
+                            "val_dice or val_pixel_f1")
     if config.data.patch_size < config.data.crop_size:
         raise MicronetError(f"data.patch_size={config.data.patch_size} is smaller than "
                             f"data.crop_size={config.data.crop_size}")
@@ -235,7 +238,7 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
                 due = (epoch + 1) % config.run.val_every == 0 or epoch + 1 == s.epochs
                 if config.run.validate and data.val_images and dist.is_main and due:
                     record.update(_validate(model, data, device))
-                    score = record["val_f1"]
+                    score = record[config.run.best_metric]
                     if score > best:
                         best = score
                         save_best()
