@@ -186,3 +186,18 @@ def test_fine_tune_starts_from_given_weights(pairs_dir, tmp_path):
         "model.init": str(first.run_dir / "last.safetensors"), "model.width": "0.125"})
     with pytest.raises(MicronetError, match="weights do not fit micronet252 at width 0.125"):
         train(bad, progress=False)
+
+
+def test_tune_writes_postprocess_that_segmenter_uses(pairs_dir, tmp_path):
+    from micronet.cli import main
+    from micronet.infer import Segmenter
+
+    run = train(tiny_config(pairs_dir, tmp_path / "run", **{"run.max_steps": "1"}),
+                progress=False).run_dir
+    assert main(["tune", "--weights", str(run), "--data", str(pairs_dir),
+                 "--val-fraction", "0.25", "--device", "cpu"]) == 0
+    tuned = json.loads((run / "postprocess.json").read_text())
+    assert len(tuned["tuned_on"]) == 1 and tuned["tuned_on"][0].startswith("img")
+    assert set(tuned["postprocess"]) >= {"threshold", "min_size", "contour_growth"}
+    seg = Segmenter(model="micronet252", weights=run, device="cpu")
+    assert seg.postprocess.__dict__ == tuned["postprocess"]

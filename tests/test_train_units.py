@@ -108,3 +108,15 @@ def test_unreadable_weights_and_missing_state(tmp_path):
         load_weights(bad)
     with pytest.raises(MicronetError, match="no training state"):
         load_state(tmp_path / "nothing.pt")
+
+
+def test_out_of_disk_on_checkpoint_is_a_clear_error(tmp_path, monkeypatch):
+    import errno
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(MicronetError, match="last.pt: out of disk space"):
+        save_state(tmp_path / "last.pt", {"step": 1})
+    assert not list(tmp_path.iterdir()), "no partial checkpoint left behind"

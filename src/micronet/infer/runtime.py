@@ -76,6 +76,12 @@ def _weights_description(path: Path, meta: dict[str, str]) -> dict[str, Any]:
     desc["mpp"] = float(desc["mpp"]) if desc["mpp"] not in (None, "", "None") else DEFAULT_MPP
     pp = desc["postprocess"]
     desc["postprocess"] = json.loads(pp) if isinstance(pp, str) and pp.strip() else (pp or {})
+    tuned = (path if path.is_dir() else path.parent) / "postprocess.json"
+    if not desc["postprocess"] and tuned.exists():  # written by `micronet tune`
+        try:
+            desc["postprocess"] = json.loads(tuned.read_text())["postprocess"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise MicronetError(f"{tuned}: unreadable tuned post-processing ({exc})") from None
     return desc
 
 

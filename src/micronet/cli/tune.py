@@ -1,0 +1,52 @@
+"""``micronet tune``: post-processing tuned on the validation hold-out of the training split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    """Add ``micronet tune``."""
+
+    @app.command("tune")
+    def tune_cmd(
+        weights: Path = typer.Option(..., "--weights", exists=True,
+                                     help="Training run folder or .safetensors file."),
+        data: Path = typer.Option(..., "--data", exists=True, file_okay=False,
+                                  help="The training data (imported GlaS folder or pairs)."),
+        split: str = typer.Option("train", "--split"),
+        val_fraction: float = typer.Option(0.1, "--val-fraction",
+                                           help="As in training: the same held-out images."),
+        seed: int = typer.Option(0, "--seed", help="As in training (run.seed)."),
+        device: str = typer.Option("auto", "--device"),
+        write: bool = typer.Option(True, "--write/--no-write",
+                                   help="Write postprocess.json beside the weights."),
+    ) -> None:
+        """Grid-search post-processing for the best object F1 on the held-out training images.
+
+        Never tune on Test A/B: the held-out images are the ones training validated on.
+        """
+        from ..data.glas import train_val_split
+        from ..errors import MicronetError
+        from ..infer import Segmenter
+        from ..infer.tune import tune_on_images, write_postprocess
+        from ..train.data import open_dataset
+
+        dataset = open_dataset(data, split)
+        _, val_names = train_val_split(dataset.names, val_fraction, seed=seed)
+        if not val_names:
+            raise MicronetError(f"{data}: no held-out images (val_fraction={val_fraction})")
+        index = {n: i for i, n in enumerate(dataset.names)}
+        items = [dataset[index[n]] for n in val_names]
+        segmenter = Segmenter(weights=weights, device=device, postprocess={})
+        best, table = tune_on_images(segmenter, [it["image"] for it in items],
+                                     [it["labels"] for it in items])
+        for row in table[:5]:
+            typer.echo("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                 for k, v in row.items()))
+        typer.echo(f"best on {len(val_names)} held-out images: {best.__dict__}")
+        if write:
+            folder = weights if weights.is_dir() else weights.parent
+            typer.echo(str(write_postprocess(folder, best, table, val_names)))
