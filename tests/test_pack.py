@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_glas import FAKE_COUNTS, write_fake_release
 
 from micronet.cli import main
 from micronet.data.glas import GlaSDataset, import_glas
 from micronet.errors import MicronetError
+from test_glas import FAKE_COUNTS, write_fake_release
 
 
 @pytest.fixture
