@@ -30,8 +30,9 @@ for _name in ("models", "data", "train", "tune", "segment", "evaluate", "demo"):
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry: expected errors become one line on stderr and exit status 1."""
+    command = typer.main.get_command(app)  # plain click: usage errors stay one line
     try:
-        app(args=argv, standalone_mode=False)
+        command.main(args=argv, prog_name="micronet", standalone_mode=False)
     except MicronetError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 1
@@ -40,13 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("interrupted")
         return 130
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+    except Exception as exc:
+        # click usage errors (typer vendors click, so match by behaviour, not by class)
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None),
+                                                               int):
             exc.show(file=sys.stderr)
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+            return exc.exit_code or 2
+        if type(exc).__name__ == "Abort":
             return 1
         raise
     return 0
