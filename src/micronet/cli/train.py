@@ -55,7 +55,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             write_summary(result.run_dir, result)
             plot_run(result.run_dir)
         console.print(f"run folder: {result.run_dir} (step {result.step}, "
-                      f"best validation F1 {result.best_score:.4f})")
+                      f"best {cfg.run.best_metric} {result.best_score:.4f})")
         typer.echo(str(result.run_dir))
 
     @bench_app.command("train")
