@@ -1,6 +1,6 @@
 """``micronet data glas`` and ``micronet data verify`` from the command line.
 
-Fake releases come from ``test_glas.py``; the CLI always uses the GlaS counts, so these tests
+Fake releases come from ``fakes.py``; the CLI always uses the GlaS counts, so these tests
 shrink the module-level ``GLAS_COUNTS`` to the fakes' 2 pairs per split.
 """
 
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from fakes import BREAKAGES, FAKE_COUNTS, break_release, write_fake_release, zip_release
 from micronet.cli import main
 from micronet.data import verify
 from micronet.data.verify import sha256_file
-from test_glas import BREAKAGES, FAKE_COUNTS, _break, write_fake_release, zip_release
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_import_then_rerun_is_a_noop(fake_counts, fake_zip: Path, tmp_path: Path
 def test_broken_release_exits_1_with_one_line_per_problem(fake_counts, tmp_path, capsys,
                                                           problem):
     folder = write_fake_release(tmp_path / "src")
-    name = _break(folder, problem)
+    name = break_release(folder, problem)
     dest = tmp_path / "out" / "dest"
     assert _glas(zip_release(folder, tmp_path / "r.zip"), dest) == 1
     lines = capsys.readouterr().err.strip().splitlines()
@@ -88,7 +88,8 @@ def test_broken_release_exits_1_with_one_line_per_problem(fake_counts, tmp_path,
 
 def test_three_problems_three_lines(fake_counts, tmp_path, capsys):
     folder = write_fake_release(tmp_path / "src")
-    names = [_break(folder, p) for p in ("truncated image", "size mismatch", "RGB annotation")]
+    names = [break_release(folder, p)
+             for p in ("truncated image", "size mismatch", "RGB annotation")]
     assert _glas(folder, tmp_path / "dest") == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert sorted(line.split(":")[0] for line in lines[:-1]) == sorted(names)

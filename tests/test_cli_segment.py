@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
+from fakes import PurpleGlandModel, write_pyramid
 from micronet._io import read_labels
 from micronet.cli import main
-from test_segmenter import PurpleGlandModel
 
 OUTPUTS = ("{}_labels.png", "{}_overlay.png", "{}.geojson", "{}_glands.csv")
 
@@ -149,7 +149,6 @@ def test_bad_options_are_one_line_errors(inputs, tmp_path, weights, capsys):
 
 def test_pyramidal_tiff_is_segmented_as_a_slide(tmp_path, weights, capsys):
     from micronet.infer.bench import synthetic_image
-    from test_slide import write_pyramid
 
     path = write_pyramid(tmp_path / "s.tif", synthetic_image(300), mpp=0.62, downsamples=(2,))
     out = tmp_path / "out"

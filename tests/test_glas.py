@@ -1,8 +1,7 @@
 """GlaS import, verification, datasets and bundled samples.
 
-Broken inputs use tiny fake releases (2 pairs per split) written here; the real release is
-imported once per session (marker ``data``). ``write_fake_release`` is reused by
-``test_cli_data.py``.
+Broken inputs use tiny fake releases (2 pairs per split) from ``fakes.py``; the real release is
+imported once per session (marker ``data``).
 """
 
 from __future__ import annotations
@@ -19,6 +18,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fakes import (
+    BREAKAGES,
+    FAKE_COUNTS,
+    RELEASE_DIR,
+    break_release,
+    fake_pair,
+    write_fake_release,
+    zip_release,
+)
 from micronet.cli import main
 from micronet.data import (
     GlaSDataset,
@@ -32,43 +40,6 @@ from micronet.data import (
 from micronet.data.bundled import list_samples, load_sample, sample_paths
 from micronet.data.verify import sha256_file
 from micronet.errors import MicronetError
-
-FAKE_COUNTS = {"train": 2, "testA": 2, "testB": 2}
-RELEASE_DIR = "Warwick QU Dataset (Released 2016_07_08)"
-GRADE_HEADER = "name,patient ID, grade (GlaS), grade (Sirinukunwattana et al. 2015)"
-
-
-def fake_pair(index: int, shape: tuple[int, int] = (30, 40)) -> tuple[np.ndarray, np.ndarray]:
-    """A random RGB tile with ``index + 1`` rectangular glands."""
-    rng = np.random.default_rng(index)
-    image = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
-    labels = np.zeros(shape, np.uint8)
-    for gland in range(1, index + 2):
-        labels[2:8, 4 * gland: 4 * gland + 3] = gland
-    return image, labels
-
-
-def write_fake_release(root: Path, counts: dict[str, int] | None = None) -> Path:
-    """Write a release folder in the official layout; return the folder holding the BMPs."""
-    folder = root / RELEASE_DIR
-    folder.mkdir(parents=True)
-    rows = [GRADE_HEADER]
-    for split, n in (counts or FAKE_COUNTS).items():
-        for i in range(1, n + 1):
-            image, labels = fake_pair(i)
-            Image.fromarray(image).save(folder / f"{split}_{i}.bmp")
-            Image.fromarray(labels).save(folder / f"{split}_{i}_anno.bmp")
-            rows.append(f"{split}_{i},{i}, {'benign' if i % 2 else 'malignant'}, healthy")
-    (folder / "Grade.csv").write_text("\n".join(rows) + "\n")
-    return folder
-
-
-def zip_release(folder: Path, zip_path: Path) -> Path:
-    """Zip a release folder as the official zip does (one top-level folder)."""
-    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(folder.iterdir()):
-            archive.write(path, f"{folder.name}/{path.name}")
-    return zip_path
 
 
 @pytest.fixture
@@ -137,45 +108,11 @@ def test_more_than_255_glands_are_stored_as_uint16(tmp_path: Path):
     assert entry["glands"] == 299
 
 
-def _break(folder: Path, problem: str) -> str:
-    """Damage the fake release one way; return the file name the problem line must start with."""
-    if problem == "missing annotation":
-        (folder / "testA_2_anno.bmp").unlink()
-        return "testA_2_anno.bmp"
-    if problem == "truncated image":
-        path = folder / "train_2.bmp"
-        path.write_bytes(path.read_bytes()[:2000])
-        return "train_2.bmp"
-    if problem == "size mismatch":
-        Image.fromarray(fake_pair(1)[1][:-1]).save(folder / "testB_1_anno.bmp")
-        return "testB_1_anno.bmp"
-    if problem == "RGB annotation":
-        labels = fake_pair(2)[1]
-        Image.fromarray(np.stack([labels] * 3, -1)).save(folder / "train_2_anno.bmp")
-        return "train_2_anno.bmp"
-    if problem == "missing grade row":
-        text = (folder / "Grade.csv").read_text()
-        (folder / "Grade.csv").write_text(text.replace("testB_2,2, malignant, healthy\n", ""))
-        return "Grade.csv"
-    if problem == "extra pair":
-        for suffix in ("", "_anno"):
-            (folder / f"train_3{suffix}.bmp").write_bytes((folder / f"train_1{suffix}.bmp")
-                                                          .read_bytes())
-        with open(folder / "Grade.csv", "a") as grades:
-            grades.write("train_3,3, benign, healthy\n")
-        return "train"
-    raise AssertionError(problem)
-
-
-BREAKAGES = ["missing annotation", "truncated image", "size mismatch", "RGB annotation",
-             "missing grade row", "extra pair"]
-
-
 @pytest.mark.parametrize("problem", BREAKAGES)
 @pytest.mark.parametrize("as_zip", [False, True], ids=["folder", "zip"])
 def test_broken_release_gives_one_line_and_no_dest(tmp_path, problem, as_zip):
     folder = write_fake_release(tmp_path / "src")
-    name = _break(folder, problem)
+    name = break_release(folder, problem)
     source = zip_release(folder, tmp_path / "r.zip") if as_zip else folder
     with pytest.raises(ReleaseProblems) as info:
         import_glas(source, tmp_path / "dest", expected_counts=FAKE_COUNTS)
@@ -187,7 +124,8 @@ def test_broken_release_gives_one_line_and_no_dest(tmp_path, problem, as_zip):
 
 def test_every_problem_is_reported_at_once(tmp_path: Path):
     folder = write_fake_release(tmp_path / "src")
-    names = {_break(folder, p) for p in ("missing annotation", "truncated image", "size mismatch")}
+    names = {break_release(folder, p)
+             for p in ("missing annotation", "truncated image", "size mismatch")}
     with pytest.raises(ReleaseProblems) as info:
         import_glas(folder, tmp_path / "dest", expected_counts=FAKE_COUNTS)
     assert {line.split(":")[0] for line in info.value.problems} == names

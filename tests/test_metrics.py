@@ -290,14 +290,20 @@ def test_compact_labels_dense_and_sparse_ids_agree():
         assert ids.tolist() == sorted(int(i) for i in np.unique(arr) if i)
 
 
-@pytest.mark.parametrize("bad, error", [
-    (np.zeros((4, 4), np.float32), TypeError),
-    (np.full((4, 4), -1, np.int32), ValueError),
-    (np.zeros((4, 4, 3), np.uint8), ValueError),
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((4, 4), np.float32), "gt: label ids must be integers"),
+    (np.full((4, 4), -1, np.int32), "gt: label ids must be non-negative"),
+    (np.zeros((4, 4, 3), np.uint8), "gt: expected a 2-D"),
 ])
-def test_invalid_label_maps_are_refused(bad, error):
-    with pytest.raises(error):
+def test_invalid_label_maps_are_refused(bad, message):
+    with pytest.raises(ValueError, match=message):
         matching(bad, bad)
+
+
+def test_invalid_prediction_is_named_in_the_error():
+    gt = np.zeros((4, 4), np.int32)
+    with pytest.raises(ValueError, match="^pred: label ids must be integers"):
+        matching(gt, gt.astype(np.float32))
 
 
 def test_shape_mismatch_is_refused():

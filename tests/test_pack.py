@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fakes import FAKE_COUNTS, write_fake_release
 from micronet.cli import main
 from micronet.data.glas import GlaSDataset, import_glas
 from micronet.errors import MicronetError
-from test_glas import FAKE_COUNTS, write_fake_release
 
 
 @pytest.fixture

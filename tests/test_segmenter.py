@@ -9,51 +9,12 @@ import sys
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from fakes import PurpleGlandModel, purple_image
 from micronet.errors import InputError, MicronetError
 from micronet.infer import PostprocessConfig, Segmenter, load_weights_file
 from micronet.infer.runtime import apply_transform, invert_transform, tta_transforms
-
-
-class PurpleGlandModel(nn.Module):
-    """A deterministic stand-in for Micro-Net: purple pixels are gland, their outer
-    ``erosion`` px are contour, the rest background (logits ±10)."""
-
-    def __init__(self, input_size: int = 64, erosion: int = 3, strict: bool = True) -> None:
-        super().__init__()
-        self.input_size, self.num_classes = input_size, 3
-        self.erosion, self.strict = erosion, strict
-        self.offset = nn.Parameter(torch.zeros(()))  # so .to()/state_dict behave
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.strict:
-            assert x.shape[-2:] == (self.input_size, self.input_size), x.shape
-        green = (x[:, 1:2].float() + 1) * 127.5
-        purple = (green < 130).float()
-        if self.erosion:
-            k = 2 * self.erosion + 1
-            interior = -F.max_pool2d(-purple, k, stride=1, padding=self.erosion)
-        else:
-            interior = purple
-        classes = torch.cat([1 - purple, interior, purple - interior], 1)
-        return classes * 20 - 10 + self.offset
-
-
-def purple_image(shape, ellipses, seed=0):
-    """Pink image with purple ellipses ``(row, col, r_radius, c_radius)``; and true labels."""
-    from skimage.draw import ellipse
-
-    labels = np.zeros(shape, np.int32)
-    for i, (r, c, rr_, cc_) in enumerate(ellipses, start=1):
-        rr, cc = ellipse(r, c, rr_, cc_, shape=shape)
-        labels[rr, cc] = i
-    image = np.empty((*shape, 3), np.uint8)
-    image[:] = (235, 200, 225)
-    image[labels > 0] = (150, 60, 140)
-    noise = np.random.default_rng(seed).integers(-6, 7, image.shape)
-    return np.clip(image + noise, 0, 255).astype(np.uint8), labels
 
 
 def matched_iou(a: np.ndarray, b: np.ndarray) -> list[float]:

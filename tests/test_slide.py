@@ -8,31 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
+from fakes import PurpleGlandModel, purple_image, write_pyramid
 from micronet.errors import InputError
 from micronet.infer import PostprocessConfig, Segmenter
 from micronet.infer.slide import SlideReader, choose_level, tissue_mask
-from test_segmenter import PurpleGlandModel, purple_image
-
-
-def write_pyramid(path, image, mpp=None, downsamples=(2, 4)):
-    """A tiled pyramidal TIFF (SubIFDs) with optional resolution tags tiffslide reads."""
-    import tifffile
-
-    def res(ds):
-        if mpp is None:
-            return {}
-        return {"resolution": (1e4 / (mpp * ds), 1e4 / (mpp * ds)),
-                "resolutionunit": "CENTIMETER"}
-
-    opts = {"tile": (64, 64), "photometric": "rgb", "compression": "zlib"}
-    with tifffile.TiffWriter(path) as tif:
-        tif.write(image, subifds=len(downsamples), **opts, **res(1))
-        for ds in downsamples:
-            h, w = image.shape[0] // ds, image.shape[1] // ds
-            small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-            tif.write(small, subfiletype=1, **opts, **res(ds))
-    return path
-
 
 # level-0 ellipses (row, col, r_radius, c_radius); several cross the 96 px chunk borders of
 # the working level (= level 0 / 2), i.e. level-0 rows/cols 192 and 384

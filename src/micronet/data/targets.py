@@ -18,25 +18,13 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from .._labels import check_labels
+
 __all__ = ["BACKGROUND", "GLAND", "CONTOUR", "DEFAULT_CONTOUR_WIDTH", "three_class_targets",
            "check_labels"]
 
 BACKGROUND, GLAND, CONTOUR = 0, 1, 2
 DEFAULT_CONTOUR_WIDTH = 3
-
-
-def check_labels(labels: np.ndarray) -> np.ndarray:
-    """Return ``labels`` as a 2-D non-negative integer array, or raise ``ValueError``."""
-    labels = np.asarray(labels)
-    if labels.ndim != 2:
-        raise ValueError(f"labels must be a 2-D instance map, got shape {labels.shape}")
-    if labels.dtype == bool:
-        labels = labels.astype(np.int32)
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be integers (0 = background), got dtype {labels.dtype}")
-    if labels.size and labels.min() < 0:
-        raise ValueError("labels must be non-negative (0 = background, 1..N = instances)")
-    return labels
 
 
 def three_class_targets(labels: np.ndarray,

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._labels import check_labels
+
 __all__ = ["Matching", "matching", "compact_labels", "precision_recall_f1"]
 
 
@@ -28,21 +30,13 @@ def compact_labels(labels: np.ndarray, name: str = "labels") -> tuple[np.ndarray
         ``(n,) int64``.
 
     Raises:
-        ValueError: not 2-D, or negative ids.
-        TypeError: not an integer array (float probabilities are not label maps).
+        ValueError: not 2-D, not integer (float probabilities are not label maps), or negative
+            ids (see `micronet._labels.check_labels`).
     """
-    arr = np.asarray(labels)
-    if arr.ndim != 2:
-        raise ValueError(f"{name}: expected a 2-D (H, W) label map, got shape {arr.shape}")
-    if arr.dtype == bool:
-        arr = arr.astype(np.uint8)
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"{name}: expected an integer label map, got dtype {arr.dtype}")
+    arr = check_labels(labels, name)
     flat = arr.ravel()
     if flat.size == 0:
         return np.zeros(0, np.int64), np.zeros(arr.shape, np.int32), np.zeros(0, np.int64)
-    if np.issubdtype(arr.dtype, np.signedinteger) and flat.min() < 0:
-        raise ValueError(f"{name}: label ids must be >= 0 (found {flat.min()})")
     top = int(flat.max())
     if top <= 4 * flat.size + 1024:
         # Dense ids (the usual case): a lookup table is several times faster than np.unique.

@@ -15,7 +15,7 @@ import torch
 
 from .._device import resolve_device, resolve_precision
 from ..models import count_flops, create
-from .loss import micronet_loss
+from .step import training_step
 
 __all__ = ["StepTiming", "bench_train", "BF16_PEAK_TFLOPS"]
 
@@ -48,12 +48,7 @@ def _time_steps(model, x, target, weight, device, amp, channels_last, steps, war
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
 
     def step():
-        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            out = net(x)
-        loss, _ = micronet_loss(out, target, weight, 1.0)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        training_step(net, opt, x, target, weight, amp=amp, aux_weight=1.0)
 
     _sync(device)
     t0 = time.perf_counter()

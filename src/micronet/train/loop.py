@@ -21,13 +21,13 @@ from .._console import console, make_progress
 from .._device import resolve_device, resolve_precision
 from .._io import atomic_path
 from ..errors import MicronetError
-from ..models import create, normalize
+from ..models import create
 from .checkpoint import load_state, save_model_weights, save_state
 from .config import TrainConfig
 from .data import load_training_data
 from .distributed import DistInfo, cleanup_distributed, init_distributed
-from .loss import micronet_loss
 from .schedule import aux_weight, learning_rate
+from .step import model_input, training_step
 
 __all__ = ["train", "TrainResult"]
 
@@ -206,17 +206,10 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
                 group["lr"] = lr
             t0 = time.perf_counter()
             batch = data.sampler.sample(s.batch_size, generator)
-            x = normalize(batch.image)
-            if config.run.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                out = net(x)
-            loss, parts = micronet_loss(out, batch.target, batch.weight, aux_weight(epoch))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if s.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
-            optimizer.step()
+            x = model_input(batch.image, config.run.channels_last)
+            loss, parts = training_step(net, optimizer, x, batch.target, batch.weight, amp=amp,
+                                        aux_weight=aux_weight(epoch), grad_clip=s.grad_clip,
+                                        parameters=model.parameters())
             step += 1
             sps = s.batch_size * dist.world_size / (time.perf_counter() - t0)
             if step % config.run.log_every == 0 or step == stop_at:
