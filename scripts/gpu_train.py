@@ -82,7 +82,7 @@ def fresh_config(args: argparse.Namespace, device: torch.device) -> tuple[TrainC
         f"schedule.batch_size={args.batch_size}", f"schedule.epochs={args.epochs}",
         f"run.device={args.device}", f"run.val_every={args.val_every}",
         f"run.best_metric={args.best_metric}", f"data.workers={args.workers}",
-        "run.log_every=25", "run.checkpoint_every=500"])
+        "run.log_every=25", "run.checkpoint_every=500", *args.set])
     dt = step_time(base, device)
     # ~12 % of the budget goes to validation and checkpoints
     steps_total = max(args.epochs, int((args.budget_minutes or args.minutes) * 60 * 0.88 / dt))
@@ -122,6 +122,8 @@ def main() -> None:
     ap.add_argument("--export", default=None, help="folder for fp16 shards + logs")
     ap.add_argument("--export-which", default="best", choices=["best", "last"])
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="any other training-config override (fresh runs; repeatable)")
     args = ap.parse_args()
     if not args.resume and not (args.data and args.out):
         ap.error("a fresh run needs --data and --out (or pass --resume RUN)")
