@@ -249,6 +249,36 @@ def test_train_val_split_is_deterministic_and_disjoint():
         train_val_split(["a"], 0.5)
 
 
+def test_train_val_split_by_stratum_holds_out_each_class_in_proportion():
+    names = [f"train_{i}" for i in range(1, 86)]
+    strata = {n: "malignant" if i < 48 else "benign" for i, n in enumerate(names)}
+    train, val = train_val_split(names, 0.1, seed=0, strata=strata)
+    assert sorted(strata[n] for n in val) == ["benign"] * 4 + ["malignant"] * 5
+    assert set(train) | set(val) == set(names) and not set(train) & set(val)
+    assert train_val_split(list(reversed(names)), 0.1, seed=0, strata=strata) == (train, val)
+    tiny = {"a": "x", "b": "y"}  # rounding leaves no class a held-out image: one overall
+    assert len(train_val_split(list(tiny), 0.1, strata=tiny)[1]) == 1
+    with pytest.raises(ValueError, match="no stratum for train_85"):
+        train_val_split(names, 0.1, strata={n: "x" for n in names[:-1]})
+
+
+def test_validation_split_by_grade_needs_glas_grades(fake_zip: Path, tmp_path: Path):
+    from micronet.train.data import validation_split
+
+    dest = tmp_path / "glas"
+    import_glas(fake_zip, dest, expected_counts=FAKE_COUNTS)
+    dataset = GlaSDataset(dest, "train")
+    train, val = validation_split(dataset, 0.5, seed=0, how="grade")
+    grades = {r["name"]: r["grade"] for r in dataset.records}
+    assert len(val) == 1 and len(train) == 1 and {grades[train[0]], grades[val[0]]} == {
+        "benign", "malignant"}
+    pairs = ImageFolderDataset(dest / "train" / "images", dest / "train" / "labels")
+    with pytest.raises(MicronetError, match="val_split=grade needs an imported GlaS folder"):
+        validation_split(pairs, 0.5, seed=0, how="grade")
+    with pytest.raises(MicronetError, match="expected random or grade"):
+        validation_split(dataset, 0.5, seed=0, how="patient")
+
+
 # --- bundled samples -----------------------------------------------------------------------
 
 

@@ -194,10 +194,12 @@ def test_tune_writes_postprocess_that_segmenter_uses(pairs_dir, tmp_path):
 
     run = train(tiny_config(pairs_dir, tmp_path / "run", **{"run.max_steps": "1"}),
                 progress=False).run_dir
-    assert main(["tune", "--weights", str(run), "--data", str(pairs_dir),
-                 "--val-fraction", "0.25", "--device", "cpu"]) == 0
+    assert main(["tune", "--weights", str(run), "--data", str(pairs_dir), "--device", "cpu"]) == 0
     tuned = json.loads((run / "postprocess.json").read_text())
-    assert len(tuned["tuned_on"]) == 1 and tuned["tuned_on"][0].startswith("img")
+    split = json.loads((run / "split.json").read_text())
+    # the run's own hold-out (data.val_fraction 0.25 from its config.json), not tune's defaults
+    assert tuned["tuned_on"] == split["val"] and len(split["val"]) == 1
+    assert sorted(split["train"] + split["val"]) == [f"img{i}" for i in range(4)]
     assert set(tuned["postprocess"]) >= {"threshold", "min_size", "contour_growth"}
     seg = Segmenter(model="micronet252", weights=run, device="cpu")
     assert seg.postprocess.__dict__ == tuned["postprocess"]

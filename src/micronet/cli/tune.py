@@ -17,25 +17,31 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         data: Path = typer.Option(..., "--data", exists=True, file_okay=False,
                                   help="The training data (imported GlaS folder or pairs)."),
         split: str = typer.Option("train", "--split"),
-        val_fraction: float = typer.Option(0.1, "--val-fraction",
-                                           help="As in training: the same held-out images."),
-        seed: int = typer.Option(0, "--seed", help="As in training (run.seed)."),
+        val_fraction: float = typer.Option(None, "--val-fraction",
+                                           help="Default: the run's data.val_fraction (0.1)."),
+        seed: int = typer.Option(None, "--seed", help="Default: the run's run.seed (0)."),
+        val_split: str = typer.Option(None, "--val-split",
+                                      help="random | grade; default: the run's data.val_split."),
         device: str = typer.Option("auto", "--device"),
         write: bool = typer.Option(True, "--write/--no-write",
                                    help="Write postprocess.json beside the weights."),
     ) -> None:
         """Grid-search post-processing for the best object F1 on the held-out training images.
 
-        Never tune on Test A/B: the held-out images are the ones training validated on.
+        Never tune on Test A/B: the held-out images are the ones training validated on (read
+        from the run's config.json when WEIGHTS is a run folder or sits in one).
         """
-        from ..data.glas import train_val_split
         from ..errors import MicronetError
         from ..infer import Segmenter
         from ..infer.tune import tune_on_images, write_postprocess
-        from ..train.data import open_dataset
+        from ..train.data import open_dataset, validation_split
 
+        run = _run_config(weights)
+        val_fraction = run.data.val_fraction if val_fraction is None else val_fraction
+        seed = run.run.seed if seed is None else seed
+        val_split = run.data.val_split if val_split is None else val_split
         dataset = open_dataset(data, split)
-        _, val_names = train_val_split(dataset.names, val_fraction, seed=seed)
+        _, val_names = validation_split(dataset, val_fraction, seed, val_split, data)
         if not val_names:
             raise MicronetError(f"{data}: no held-out images (val_fraction={val_fraction})")
         index = {n: i for i, n in enumerate(dataset.names)}
@@ -50,3 +56,12 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         if write:
             folder = weights if weights.is_dir() else weights.parent
             typer.echo(str(write_postprocess(folder, best, table, val_names)))
+
+
+def _run_config(weights: Path):
+    """The training config of the run ``weights`` belongs to (defaults when there is none)."""
+    from ..train.config import TrainConfig, load_config
+
+    folder = weights if weights.is_dir() else weights.parent
+    return load_config(folder / "config.json") if (folder / "config.json").is_file() \
+        else TrainConfig()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -155,15 +155,18 @@ def _by_stem(folder: Path, suffix: str) -> dict[str, Path]:
     return found
 
 
-def train_val_split(names: Sequence[str], val_fraction: float = 0.1,
-                    seed: int = 0) -> tuple[list[str], list[str]]:
+def train_val_split(names: Sequence[str], val_fraction: float = 0.1, seed: int = 0,
+                    strata: Mapping[str, str] | None = None) -> tuple[list[str], list[str]]:
     """Hold out ``round(val_fraction * n)`` names (at least one) for validation, deterministically.
 
-    The result depends only on the set of names and the seed, not on their order; both lists come
-    back sorted naturally (``train_2`` before ``train_10``).
+    With ``strata`` (name → class, e.g. the GlaS grade), each class is held out in proportion,
+    so a small validation set is not all benign glands while Test B is mostly malignant.
+    The result depends only on the set of names, the strata and the seed, not on their order;
+    both lists come back sorted naturally (``train_2`` before ``train_10``).
 
     Raises:
-        ValueError: ``val_fraction`` outside [0, 1), duplicate names, or too few names to split.
+        ValueError: ``val_fraction`` outside [0, 1), duplicate names, names without a stratum,
+            or too few names to split.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
@@ -174,10 +177,25 @@ def train_val_split(names: Sequence[str], val_fraction: float = 0.1,
         return ordered, []
     if len(ordered) < 2:
         raise ValueError(f"cannot hold out a validation set from {len(ordered)} name(s)")
-    n_val = min(len(ordered) - 1, max(1, round(val_fraction * len(ordered))))
-    chosen = set(np.random.default_rng(seed).permutation(len(ordered))[:n_val].tolist())
-    val = [n for i, n in enumerate(ordered) if i in chosen]
-    train = [n for i, n in enumerate(ordered) if i not in chosen]
+    rng = np.random.default_rng(seed)
+    if strata is None:
+        n_val = min(len(ordered) - 1, max(1, round(val_fraction * len(ordered))))
+        chosen = {ordered[i] for i in rng.permutation(len(ordered))[:n_val].tolist()}
+    else:
+        missing = [n for n in ordered if n not in strata]
+        if missing:
+            raise ValueError(f"train_val_split: no stratum for {', '.join(missing[:5])}")
+        chosen = set()
+        for stratum in sorted({strata[n] for n in ordered}):
+            members = [n for n in ordered if strata[n] == stratum]
+            n_val = round(val_fraction * len(members))
+            chosen.update(members[i] for i in rng.permutation(len(members))[:n_val].tolist())
+        if not chosen:  # too few per class to round up: one image overall
+            chosen = {ordered[int(rng.integers(len(ordered)))]}
+        if len(chosen) == len(ordered):
+            chosen.discard(ordered[0])
+    val = [n for n in ordered if n in chosen]
+    train = [n for n in ordered if n not in chosen]
     return train, val
 
 

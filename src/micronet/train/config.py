@@ -38,6 +38,7 @@ class DataConfig:
     root: str = "data/glas"  # a folder written by `micronet data glas` (or image/label pairs)
     split: str = "train"
     val_fraction: float = 0.1  # held-out share of the training images, for validation
+    val_split: str = "random"  # random | grade (GlaS: each grade held out in proportion)
     patch_size: int = 600
     crop_size: int = 508  # must equal the model's input size
     contour_width: int = 0  # 0 = the sampler's documented default

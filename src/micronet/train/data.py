@@ -12,7 +12,9 @@ from ..data.glas import train_val_split
 from ..errors import MicronetError
 from .config import TrainConfig
 
-__all__ = ["TrainingData", "load_training_data"]
+__all__ = ["TrainingData", "load_training_data", "open_dataset", "validation_split"]
+
+VAL_SPLITS = ("random", "grade")
 
 
 @dataclass
@@ -37,7 +39,8 @@ def load_training_data(config: TrainConfig, device: torch.device) -> TrainingDat
     names = list(full.names)
     if not names:
         raise MicronetError(f"{d.root}: no training images in split {d.split!r}")
-    train_names, val_names = train_val_split(names, d.val_fraction, seed=config.run.seed)
+    train_names, val_names = validation_split(full, d.val_fraction, config.run.seed,
+                                              d.val_split, Path(d.root))
     by_name = {n: i for i, n in enumerate(names)}
     items = [full[by_name[n]] for n in train_names]
     augment = AugmentConfig(distort_p=d.distortion_p, blur_p=d.blur_p)
@@ -49,6 +52,22 @@ def load_training_data(config: TrainConfig, device: torch.device) -> TrainingDat
     val_items = [full[by_name[n]] for n in val_names]
     return TrainingData(sampler, len(items), train_names, val_names,
                         [it["image"] for it in val_items], [it["labels"] for it in val_items])
+
+
+def validation_split(dataset, val_fraction: float, seed: int, how: str = "random",
+                     root: Path | None = None) -> tuple[list[str], list[str]]:
+    """Training and held-out names of ``dataset``: ``how="random"``, or ``"grade"`` to hold out
+    each GlaS grade in proportion (needs the grades of an imported GlaS folder's manifest)."""
+    if how not in VAL_SPLITS:
+        raise MicronetError(f"data.val_split={how!r}: expected {' or '.join(VAL_SPLITS)}")
+    strata = None
+    if how == "grade":
+        records = getattr(dataset, "records", None)
+        if not records or any(not r.get("grade") for r in records):
+            raise MicronetError(f"{root or 'data'}: data.val_split=grade needs an imported GlaS "
+                                "folder whose manifest has grades; use data.val_split=random")
+        strata = {r["name"]: r["grade"] for r in records}
+    return train_val_split(dataset.names, val_fraction, seed=seed, strata=strata)
 
 
 def open_dataset(root: Path, split: str):

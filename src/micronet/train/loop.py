@@ -143,6 +143,10 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
     model = _check_model(config)
     data = load_training_data(config, device)
     run_dir = _prepare_run_dir(config, resume, dist)
+    if dist.is_main:  # which images trained and which validated (post-processing tunes on these)
+        with atomic_path(run_dir / "split.json") as tmp:
+            tmp.write_text(json.dumps({"train": data.train_names, "val": data.val_names},
+                                      indent=1) + "\n")
     s = config.schedule
     steps_per_epoch = s.steps_per_epoch or max(1, math.ceil(8 * data.num_train / s.batch_size))
     total_steps = steps_per_epoch * s.epochs
