@@ -241,6 +241,8 @@ def test_bad_option_combinations(folders, tmp_path, capsys):
                "no ground-truth label files named testA_*")
     _run_fails(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--split", "testA"],
                out, capsys, "no ground-truth label files named testA_*")
+    _run_fails(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--tta"], out, capsys,
+               "--tta go with --model")
 
 
 def test_cli_model_path_scores_the_segmenter_output(tmp_path, synthetic_glands, capsys):
@@ -267,3 +269,14 @@ def test_cli_model_path_scores_the_segmenter_output(tmp_path, synthetic_glands, 
     split = metrics["splits"]["testA"]
     assert (split["tp"], split["fp"], split["fn"]) == (expected.tp, expected.fp, expected.fn)
     assert split["pooled"] == pytest.approx(expected.scores.to_dict())
+    assert metrics["provenance"]["tta"] is False
+
+    torch.manual_seed(0)
+    assert main([*args[:-1], str(tmp_path / "tta"), "--tta"]) == 0
+    torch.manual_seed(0)
+    expected = score_image(labels, Segmenter("micronet508", width=0.0625, device="cpu", tta=True)
+                           .predict(image).labels)
+    metrics = json.loads((tmp_path / "tta" / "metrics.json").read_text())
+    assert metrics["provenance"]["tta"] is True
+    split = metrics["splits"]["testA"]
+    assert (split["tp"], split["fp"], split["fn"]) == (expected.tp, expected.fp, expected.fn)

@@ -32,21 +32,21 @@ def _splits(split: list[str] | None, extra: list[str] | None) -> list[str] | Non
     return names or None
 
 
-def _segmenter(model: str, weights: str | None, width: float | None, device: str
-               ) -> tuple[Any, dict[str, Any]]:
+def _segmenter(model: str, weights: str | None, width: float | None, device: str,
+               tta: bool = False) -> tuple[Any, dict[str, Any]]:
     from ..infer import Segmenter
 
     path = Path(model)
     if path.exists():
         if weights is not None:
             raise MicronetError(f"--weights given with a checkpoint path ({model}); use one")
-        return (Segmenter(weights=str(path), width=width, device=device),
-                {"model": str(path), "width": width})
+        return (Segmenter(weights=str(path), width=width, device=device, tta=tta),
+                {"model": str(path), "width": width, "tta": tta})
     if weights is None:
         console.print(f"[yellow]warning:[/] {model} without --weights has random weights; its "
                       "scores only test the pipeline", highlight=False)
-    return (Segmenter(model=model, width=width, weights=weights, device=device),
-            {"model": model, "weights": weights, "width": width})
+    return (Segmenter(model=model, width=width, weights=weights, device=device, tta=tta),
+            {"model": model, "weights": weights, "width": width, "tta": tta})
 
 
 class _Quiet:
@@ -92,6 +92,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                                     help="With a model name: 'glas' or a .safetensors file."),
         width: float = typer.Option(None, "--width", help="Width multiplier of the model."),
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda[:N] | mps."),
+        tta: bool = typer.Option(False, "--tta", help="With --model: average 8 flips/rotations "
+                                                      "(as `segment --tta`; 8x slower)."),
         dataset_label: str = typer.Option(None, "--dataset-label",
                                           help="Name of the data in the report (default: "
                                                "from the GlaS import manifest, else 'GlaS')."),
@@ -107,12 +109,12 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                 raise MicronetError("--model needs --data (a GlaS folder with the RGB images)")
             if gt is not None or images is not None:
                 raise MicronetError("--gt/--images go with --pred; with --model use --data")
-            segmenter, info = _segmenter(model, weights, width, device)
+            segmenter, info = _segmenter(model, weights, width, device, tta)
             metrics = evaluate_model(_Quiet(segmenter), data, out, splits=splits,
                                      dataset_label=dataset_label, model_info=info)
         else:
-            if weights is not None or width is not None:
-                raise MicronetError("--weights/--width go with --model")
+            if weights is not None or width is not None or tta:
+                raise MicronetError("--weights/--width/--tta go with --model")
             metrics = evaluate_folders(pred, gt, out, images, data_dir=data, splits=splits,
                                        dataset_label=dataset_label)
         for name, s in metrics["splits"].items():

@@ -111,9 +111,13 @@ def render_markdown(results: Mapping[str, SplitScores], dataset_label: str,
                     provenance: Mapping[str, Any], figures: Sequence[tuple[str, str]],
                     figure_notes: Sequence[str] = ()) -> str:
     """report.md: our scores per split (pooled and per-image mean) and the published GlaS table."""
-    source = provenance.get("model") or provenance.get("predictions") or "predictions"
+    source = f"`{provenance.get('model') or provenance.get('predictions') or 'predictions'}`"
+    if provenance.get("weights"):
+        source += f" with weights `{provenance['weights']}`"
+    if provenance.get("tta"):
+        source += " with test-time augmentation (8 flips/rotations)"
     lines = [f"# Evaluation on {dataset_label}", "",
-             f"Scored `{source}` on {', '.join(results)} ({provenance.get('created', '')}, "
+             f"Scored {source} on {', '.join(results)} ({provenance.get('created', '')}, "
              f"micronet-seg {provenance.get('micronet_version', '?')}).", "",
              f"> Note: {RECONSTRUCTED_NOTE}", "", "## Scores", "",
              "Pooled = the GlaS challenge way (one count and one set of area weights over all "
