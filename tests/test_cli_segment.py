@@ -73,6 +73,31 @@ def test_segment_folder_with_weights_file(inputs, tmp_path, weights, capsys):
     assert "a.png:" in capsys.readouterr().out
 
 
+def test_same_file_names_in_different_folders_get_distinct_outputs(inputs, tmp_path, purple,
+                                                                    capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    image = np.asarray(Image.open(inputs / "a.png"))
+    Image.fromarray(image[:100, :100]).save(other / "a.png")
+    Image.fromarray(image[:80, :90]).save(other / "a.bmp")
+    out = tmp_path / "out"
+    assert run(str(inputs / "a.png"), str(other), "--out", str(out), "--weights", purple,
+               "--device", "cpu") == 0
+    shapes = {p.name: read_labels(p).shape for p in out.glob("*_labels.png")}
+    assert shapes == {"a_labels.png": (256, 256), "a_png_labels.png": (100, 100),
+                      "a_bmp_labels.png": (80, 90)}
+    assert "(outputs a_bmp_*)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_output_names_are_stems_unless_they_collide(tmp_path):
+    from micronet.cli.segment import output_names
+
+    a, b, c = tmp_path / "x" / "s1.png", tmp_path / "y" / "s1.png", tmp_path / "x" / "s2.png"
+    assert output_names([a, b, c]) == {a: "x_s1", b: "y_s1", c: "s2"}
+    deep = [tmp_path / "p" / "q" / "s.png", tmp_path / "r" / "q" / "s.png"]
+    assert output_names(deep) == dict(zip(deep, ["p_q_s", "r_q_s"], strict=True))
+
+
 def test_outputs_agree_with_each_other(inputs, tmp_path, purple, synthetic_glands):
     out = tmp_path / "out"
     assert run(str(inputs / "a.png"), "--out", str(out), "--weights", purple, "--mpp",

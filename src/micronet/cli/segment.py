@@ -61,6 +61,30 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
     return unique, errors
 
 
+def output_names(files: list[Path]) -> dict[Path, str]:
+    """Output name per input: its stem, unless that collides with another input's. Inputs in one
+    folder that differ only by suffix get it appended (``x_png``, ``x_tif``); inputs in different
+    folders get as many parent folder names as tell them apart (``a_x``, ``b_x``), so no input
+    overwrites another's outputs."""
+    from collections import Counter
+
+    same_folder = Counter((f.resolve().parent, f.stem) for f in files)
+    base = {f: f"{f.stem}_{f.suffix.lstrip('.').lower()}"
+            if same_folder[(f.resolve().parent, f.stem)] > 1 else f.stem for f in files}
+    names, depth = dict(base), dict.fromkeys(files, 0)
+    while True:
+        counts = Counter(names.values())
+        moved = False
+        for f in files:
+            parents = f.resolve().parent.parts[1:]  # without the root
+            if counts[names[f]] > 1 and depth[f] < len(parents):
+                depth[f] += 1
+                names[f] = "_".join([*parents[-depth[f]:], base[f]])
+                moved = True
+        if not moved:
+            return names
+
+
 def _parse_formats(formats: str) -> tuple[str, ...]:
     from ..infer.export import FORMATS
 
@@ -91,25 +115,28 @@ def segment_files(files: list[Path], out: Path, segmenter, formats: tuple[str, .
     from ..infer.export import export_segmentation
 
     errors = []
+    names = output_names(files)
     task = progress.add_task("inputs", total=len(files))
     for path in files:
+        name = names[path]
+        renamed = f" (outputs {name}_*)" if name != path.stem else ""
         try:
             slide = _is_slide(path)
-            if not overwrite and _outputs_exist(out, path.stem, formats, slide):
+            if not overwrite and _outputs_exist(out, name, formats, slide):
                 console.print(f"{path}: outputs exist, skipped (--overwrite redoes them)",
                               highlight=False, soft_wrap=True)
                 continue
             if slide:
                 result = segmenter.predict_slide(path, mpp=mpp, out_dir=out, formats=formats,
-                                                 progress=progress)
+                                                 progress=progress, name=name)
                 typer.echo(f"{path}: {result.num_glands} glands (slide, level {result.level}, "
                            f"{result.working_mpp:.3f} µm/px, {result.skipped}/{result.chunks} "
-                           "chunks without tissue)")
+                           f"chunks without tissue){renamed}")
             else:
                 image = read_rgb(path)
                 result = segmenter.predict(image, mpp=mpp, progress=progress)
-                export_segmentation(result, image, out, path.stem, formats)
-                typer.echo(f"{path}: {result.num_glands} glands")
+                export_segmentation(result, image, out, name, formats)
+                typer.echo(f"{path}: {result.num_glands} glands{renamed}")
         except MicronetError as exc:
             errors.append(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
             console.print(f"[bold red]error:[/] {errors[-1]}", highlight=False, soft_wrap=True)

@@ -223,7 +223,7 @@ def segment_slide(segmenter: Any, path: str | Path, *, target_mpp: float | None 
                   skip_background: bool = True, progress: Any = None,
                   out_dir: str | Path | None = None,
                   formats: tuple[str, ...] = ("geojson", "csv", "overlay"),
-                  ) -> SlideSegmentation:
+                  name: str | None = None) -> SlideSegmentation:
     """Segment the glands of a whole-slide image (see the module docstring).
 
     Args:
@@ -237,6 +237,7 @@ def segment_slide(segmenter: Any, path: str | Path, *, target_mpp: float | None 
         progress: progress bar control (see :func:`micronet.infer.segmenter.tile_progress`).
         out_dir: when given, write ``NAME.geojson``, ``NAME_glands.csv`` and a thumbnail
             ``NAME_overlay.png`` there (``formats`` picks which).
+        name: NAME of the outputs (default: the slide's file stem).
 
     Raises:
         InputError: unreadable slide, or no resolution known.
@@ -273,7 +274,7 @@ def segment_slide(segmenter: Any, path: str | Path, *, target_mpp: float | None 
     finally:
         reader.close()
     if out_dir is not None:
-        write_slide_outputs(result, out_dir, formats)
+        write_slide_outputs(result, out_dir, formats, name)
     return result
 
 
@@ -326,11 +327,13 @@ def _edge_ids(labels: np.ndarray, inner: tuple[bool, bool, bool, bool]) -> set[i
 
 
 def write_slide_outputs(result: SlideSegmentation, out_dir: str | Path,
-                        formats: tuple[str, ...] = ("geojson", "csv", "overlay")) -> list[Path]:
-    """Write ``NAME.geojson``, ``NAME_glands.csv`` and a thumbnail ``NAME_overlay.png``."""
+                        formats: tuple[str, ...] = ("geojson", "csv", "overlay"),
+                        name: str | None = None) -> list[Path]:
+    """Write ``NAME.geojson``, ``NAME_glands.csv`` and a thumbnail ``NAME_overlay.png`` (NAME
+    defaults to the slide's file stem)."""
     from .export import geojson_features, output_paths, write_csv, write_geojson
 
-    name = result.path.stem
+    name = name or result.path.stem
     paths = output_paths(out_dir, name, [f for f in formats if f != "labels"])
     if "geojson" in paths:
         write_geojson(paths["geojson"], geojson_features(result.polygons, result.glands))
