@@ -114,6 +114,12 @@ def test_outputs_agree_with_each_other(inputs, tmp_path, purple, synthetic_gland
         assert float(row["area_um2"]) == pytest.approx(int(row["area_px"]) * 0.36, rel=1e-3)
     overlay = np.asarray(Image.open(out / "a_overlay.png"))
     assert overlay.shape == (256, 256, 3)
+    (summary,) = list(csv.DictReader((out / "summary.csv").open()))
+    assert (summary["name"], summary["status"], summary["kind"]) == ("a", "ok", "image")
+    assert int(summary["glands"]) == 4 and float(summary["mpp"]) == 0.6
+    assert float(summary["gland_area_px"]) == np.count_nonzero(labels)
+    assert float(summary["gland_area_fraction"]) == pytest.approx(np.mean(labels > 0), abs=1e-5)
+    assert float(summary["gland_area_um2"]) == pytest.approx(np.count_nonzero(labels) * 0.36)
 
 
 def test_bad_inputs_fail_alone(inputs, tmp_path, weights, capsys):
@@ -134,7 +140,11 @@ def test_bad_inputs_fail_alone(inputs, tmp_path, weights, capsys):
         assert name in err, name
     assert "6 of 8 input(s) failed" in " ".join(err.split())
     written = sorted(p.name for p in out.iterdir())
-    assert written == ["a_glands.csv", "a_labels.png", "b_glands.csv", "b_labels.png"]
+    assert written == ["a_glands.csv", "a_labels.png", "b_glands.csv", "b_labels.png",
+                       "summary.csv"]
+    status = {r["name"]: r["status"] for r in csv.DictReader((out / "summary.csv").open())}
+    assert status["a"] == status["b"] == "ok" and len(status) == 6  # 2 ok + 4 unreadable files
+    assert status["rgba"].startswith("error: ") and "rgba.png" in status["rgba"]
 
 
 def test_existing_outputs_are_skipped_unless_overwrite(inputs, tmp_path, weights, capsys):
@@ -147,6 +157,7 @@ def test_existing_outputs_are_skipped_unless_overwrite(inputs, tmp_path, weights
     assert run(*args) == 0
     assert target.read_text() == "{}"
     assert "skipped" in capsys.readouterr().err
+    assert list(csv.DictReader((out / "summary.csv").open()))[0]["status"] == "skipped"
     assert run(*args, "--overwrite") == 0
     assert json.loads(target.read_text())["type"] == "FeatureCollection"
 
@@ -157,7 +168,7 @@ def test_glob_input_and_options(inputs, tmp_path, purple, weights):
                "--device", "cpu", "--formats", "csv", "--mpp", "0.5", "--batch-size", "2",
                "--precision", "fp32")
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["a_glands.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["a_glands.csv", "summary.csv"]
     header = (out / "a_glands.csv").read_text().splitlines()[0]
     assert "area_um2" in header  # --mpp given: µm columns
     assert run(str(inputs / "*.nothing"), "--out", str(out), "--weights", weights) == 1
@@ -179,8 +190,11 @@ def test_pyramidal_tiff_is_segmented_as_a_slide(tmp_path, weights, capsys):
     out = tmp_path / "out"
     assert run(str(path), "--out", str(out), "--weights", weights, "--device", "cpu") == 0
     assert sorted(p.name for p in out.iterdir()) == ["s.geojson", "s_glands.csv",
-                                                     "s_overlay.png"]
+                                                     "s_overlay.png", "summary.csv"]
     assert "slide, level 0" in capsys.readouterr().out
+    (row,) = csv.DictReader((out / "summary.csv").open())
+    assert (row["kind"], row["width_px"], row["height_px"], row["mpp"]) == (
+        "slide", "300", "300", "0.62")
 
 
 def test_bench_segment_tiny(capsys):

@@ -108,13 +108,34 @@ def _outputs_exist(out: Path, name: str, formats: tuple[str, ...], slide: bool) 
     return all(p.exists() for p in paths.values())
 
 
+SUMMARY_COLUMNS = ("input", "name", "status", "kind", "glands", "width_px", "height_px", "mpp",
+                   "gland_area_px", "gland_area_fraction", "mean_gland_area_px")
+
+
+def summary_row(path: Path, name: str, kind: str, glands: list[dict], width: int, height: int,
+                mpp: float | None) -> dict:
+    """One ``summary.csv`` row: gland count and area of an input (level-0 pixels for slides)."""
+    area = float(sum(g["area_px"] for g in glands))
+    row = {"input": str(path), "name": name, "status": "ok", "kind": kind, "glands": len(glands),
+           "width_px": width, "height_px": height, "mpp": mpp if mpp else "",
+           "gland_area_px": round(area, 2),
+           "gland_area_fraction": round(area / (width * height), 5),
+           "mean_gland_area_px": round(area / len(glands), 2) if glands else ""}
+    if mpp:
+        row["gland_area_um2"] = round(area * mpp**2, 2)
+        row["mean_gland_area_um2"] = round(area * mpp**2 / len(glands), 2) if glands else ""
+    return row
+
+
 def segment_files(files: list[Path], out: Path, segmenter, formats: tuple[str, ...],
                   mpp: float | None, overwrite: bool, progress) -> list[str]:
-    """Segment each file into ``out``; returns one error line per failed file."""
+    """Segment each file into ``out`` and write ``out/summary.csv`` (one row per input: gland
+    count and area, or why it was skipped or failed); returns one error line per failed file."""
     from .._io import read_rgb
-    from ..infer.export import export_segmentation
+    from ..infer.export import export_segmentation, write_csv
 
-    errors = []
+    errors: list[str] = []
+    rows: list[dict] = []
     names = output_names(files)
     task = progress.add_task("inputs", total=len(files))
     for path in files:
@@ -125,6 +146,7 @@ def segment_files(files: list[Path], out: Path, segmenter, formats: tuple[str, .
             if not overwrite and _outputs_exist(out, name, formats, slide):
                 console.print(f"{path}: outputs exist, skipped (--overwrite redoes them)",
                               highlight=False, soft_wrap=True)
+                rows.append({"input": str(path), "name": name, "status": "skipped"})
                 continue
             if slide:
                 result = segmenter.predict_slide(path, mpp=mpp, out_dir=out, formats=formats,
@@ -132,20 +154,31 @@ def segment_files(files: list[Path], out: Path, segmenter, formats: tuple[str, .
                 typer.echo(f"{path}: {result.num_glands} glands (slide, level {result.level}, "
                            f"{result.working_mpp:.3f} µm/px, {result.skipped}/{result.chunks} "
                            f"chunks without tissue){renamed}")
+                rows.append(summary_row(path, name, "slide", result.glands,
+                                        *result.dimensions, result.mpp))
             else:
                 image = read_rgb(path)
                 result = segmenter.predict(image, mpp=mpp, progress=progress)
                 export_segmentation(result, image, out, name, formats)
                 typer.echo(f"{path}: {result.num_glands} glands{renamed}")
-        except MicronetError as exc:
-            errors.append(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
+                rows.append(summary_row(path, name, "image", result.glands, image.shape[1],
+                                        image.shape[0], result.mpp))
+        except (MicronetError, OSError) as exc:
+            errors.append(_error_line(path, exc))
             console.print(f"[bold red]error:[/] {errors[-1]}", highlight=False, soft_wrap=True)
-        except OSError as exc:
-            errors.append(f"{path}: {exc.strerror or exc}")
-            console.print(f"[bold red]error:[/] {errors[-1]}", highlight=False, soft_wrap=True)
+            rows.append({"input": str(path), "name": name, "status": f"error: {errors[-1]}"})
         finally:
             progress.advance(task)
+    if rows:
+        write_csv(out / "summary.csv", rows, first=SUMMARY_COLUMNS)
     return errors
+
+
+def _error_line(path: Path, exc: Exception) -> str:
+    """One line naming the input and the problem."""
+    if isinstance(exc, OSError) and not isinstance(exc, MicronetError):
+        return f"{path}: {exc.strerror or exc}"
+    return str(exc) if str(path) in str(exc) else f"{path}: {exc}"
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
@@ -170,7 +203,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Redo existing outputs."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="Hide progress bars."),
     ) -> None:
-        """Segment glands: NAME_labels.png, NAME_overlay.png, NAME.geojson, NAME_glands.csv."""
+        """Segment glands: NAME_labels.png, NAME_overlay.png, NAME.geojson, NAME_glands.csv,
+        and summary.csv (one row per input)."""
         from .._console import make_progress
         from ..infer import Segmenter
 

@@ -225,9 +225,14 @@ def write_overlay(path: str | Path, image: np.ndarray, labels: np.ndarray) -> No
     write_png(path, overlay_image(image, labels))
 
 
-def write_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
-    """Write per-gland rows (columns in first-seen order) atomically; a header even if empty."""
-    columns: list[str] = ["id", "centroid_x", "centroid_y", "area_px", "perimeter_px"]
+GLAND_COLUMNS = ("id", "centroid_x", "centroid_y", "area_px", "perimeter_px")
+
+
+def write_csv(path: str | Path, rows: Sequence[dict[str, Any]],
+              first: Sequence[str] = GLAND_COLUMNS) -> None:
+    """Write rows atomically: ``first`` columns, then the others in first-seen order; a header
+    even if empty (per-gland rows by default)."""
+    columns: list[str] = list(first)
     for row in rows:
         columns += [k for k in row if k not in columns]
     with atomic_path(path) as tmp:
