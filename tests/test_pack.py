@@ -8,6 +8,7 @@ import pytest
 from fakes import FAKE_COUNTS, write_fake_release
 from micronet.cli import main
 from micronet.data.glas import GlaSDataset, import_glas
+from micronet.data.verify import verify_import
 from micronet.errors import MicronetError
 
 
@@ -26,6 +27,11 @@ def test_pack_is_pixel_identical_and_readable(imported, tmp_path):
     for a, b in zip(pack, source, strict=True):
         assert np.array_equal(a["image"], b["image"])
         assert np.array_equal(a["labels"], b["labels"])
+    # the pack verifies as a one-split folder, and damage is still found
+    assert verify_import(tmp_path / "pack", FAKE_COUNTS) == []
+    assert pack.manifest["glands"] == sum(r["glands"] for r in pack.records)
+    (tmp_path / "pack" / pack.records[0]["image"]).unlink()
+    assert verify_import(tmp_path / "pack", FAKE_COUNTS) == [f"{pack.records[0]['image']}: missing"]
 
 
 def test_pack_refuses_an_existing_destination(imported, tmp_path):

@@ -57,6 +57,8 @@ def pack_split(root: str | os.PathLike[str], dest: str | os.PathLike[str],
             records.append({**record, "image": image_rel,
                             "image_sha256": sha256_file(build / image_rel)})
         manifest["files"] = records
+        manifest["splits"] = {split: manifest["splits"][split]}  # `verify` checks only this one
+        manifest["glands"] = sum(int(r["glands"]) for r in records)
         manifest["packed_from"] = str(src)
         (build / "manifest.json").write_text(json.dumps(manifest, indent=1))
         dest.parent.mkdir(parents=True, exist_ok=True)

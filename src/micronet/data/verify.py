@@ -217,7 +217,8 @@ def verify_import(root: str | os.PathLike[str],
 
     Args:
         root: folder written by :func:`micronet.data.glas.import_glas`.
-        expected_counts: pairs per split; ``None`` means the GlaS counts (85, 60, 20).
+        expected_counts: pairs per split; ``None`` means the GlaS counts (85, 60, 20). Only
+            the splits the manifest declares are expected (a pack holds one split).
 
     Returns:
         One line per problem (file name + problem); empty when the folder is intact.
@@ -228,6 +229,9 @@ def verify_import(root: str | os.PathLike[str],
     root = Path(root)
     manifest = read_manifest(root)
     counts = dict(GLAS_COUNTS if expected_counts is None else expected_counts)
+    declared = manifest.get("splits")
+    if isinstance(declared, dict) and declared:
+        counts = {split: n for split, n in counts.items() if split in declared}
     problems: list[str] = []
     found = dict.fromkeys(counts, 0)
     for entry in manifest["files"]:
