@@ -165,3 +165,32 @@ def test_tune_postprocess_finds_the_threshold_that_splits_glands():
     assert [row["f1"] for row in table] == pytest.approx([1.0, 2 / 3, 0.0])
     with pytest.raises(ValueError):
         tune_postprocess([probs], [], grid)
+
+
+def test_expand_labels_equals_skimage_ties_included():
+    from skimage.segmentation import expand_labels as skimage_expand
+
+    from micronet.infer.postprocess import expand_labels
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        seeds = (rng.random((40, 50)) < 0.02) * rng.integers(1, 6, (40, 50))
+        distance = float(rng.integers(0, 12)) + float(rng.choice([0.0, 0.5]))
+        assert np.array_equal(expand_labels(seeds, distance), skimage_expand(seeds, distance))
+    assert not expand_labels(np.zeros((4, 4), np.int32), 3.0).any()
+
+
+def test_solidity_of_hand_worked_shapes_and_close_to_skimage(synthetic_glands):
+    from skimage.measure import regionprops_table
+
+    from micronet.infer.postprocess import solidity
+
+    labels = np.zeros((10, 10), np.int32)
+    labels[1:5, 1:5] = 1  # a square: its own hull
+    labels[6:8, 6:8] = 2
+    labels[6, 7] = 0  # an L of 3 pixels: hull of the pixel squares has area 3.5
+    assert solidity(labels, np.array([1, 2])) == pytest.approx([1.0, 3 / 3.5])
+    _, glands = synthetic_glands
+    ours = solidity(glands, np.unique(glands)[1:])
+    reference = regionprops_table(glands, properties=("solidity",))["solidity"]
+    assert np.abs(ours - reference).max() < 0.02

@@ -172,14 +172,26 @@ def _fill_holes(labels: np.ndarray, max_size: int | None) -> None:
         labels[rows] = np.where(add > 0, add, labels[rows])
 
 
+def expand_labels(labels: np.ndarray, distance: float) -> np.ndarray:
+    """``skimage.segmentation.expand_labels`` (same result, ties included), 3-4x faster.
+
+    Both take each background pixel's nearest labelled pixel from one Euclidean feature
+    transform; here the distance test is done on integer squared offsets instead of building a
+    float64 distance map.
+    """
+    iy, ix = ndi.distance_transform_edt(labels == 0, return_distances=False,
+                                        return_indices=True)
+    dy = iy - np.arange(labels.shape[0], dtype=iy.dtype)[:, None]
+    dx = ix - np.arange(labels.shape[1], dtype=ix.dtype)[None, :]
+    return np.where(dy * dy + dx * dx <= distance * distance, labels[iy, ix], 0)
+
+
 def _grow(seeds: np.ndarray, maps: ClassMaps, cfg: PostprocessConfig, band: int) -> None:
     """Grow seeds (in place) by ``contour_growth`` px into the foreground, band by band.
 
     A pixel's result depends only on seeds within ``contour_growth`` px, so each band is grown
     with a margin of the *original* seeds around it (kept before the band is overwritten).
     """
-    from skimage.segmentation import expand_labels
-
     distance = cfg.contour_growth
     if distance <= 0:
         return
@@ -234,8 +246,28 @@ def label_glands(maps: ClassMaps | np.ndarray, config: PostprocessConfig | None 
     return labels
 
 
-_MEASURES = ("label", "centroid", "area", "perimeter", "eccentricity", "solidity",
-             "intensity_mean")
+_MEASURES = ("label", "centroid", "area", "perimeter", "eccentricity", "intensity_mean")
+_PIXEL_CORNERS = np.array([[0, 0], [1, 0], [0, 1], [1, 1]], np.int32)
+
+
+def solidity(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Area / convex-hull area per id, the hull taken around the gland's pixel squares.
+
+    Hulls come from the outer contours (OpenCV), ~35x faster than ``regionprops``' hull images
+    on GlaS glands. skimage divides by the *pixel count* of its hull image instead, so its
+    values run a few hundredths higher (up to ~0.04 on small smooth glands).
+    """
+    import cv2
+
+    out = np.ones(len(ids))
+    boxes = ndi.find_objects(labels, max_label=int(ids.max()) if len(ids) else 0)
+    for k, i in enumerate(ids):
+        box = boxes[int(i) - 1]
+        mask = (labels[box] == i).astype(np.uint8)
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        corners = (np.concatenate(contours).reshape(-1, 1, 2) + _PIXEL_CORNERS).reshape(-1, 2)
+        out[k] = mask.sum() / cv2.contourArea(cv2.convexHull(corners.astype(np.float32)))
+    return out
 
 
 def measure_glands(labels: np.ndarray, image: np.ndarray | None = None,
@@ -259,6 +291,7 @@ def measure_glands(labels: np.ndarray, image: np.ndarray | None = None,
         return []
     props = [p for p in _MEASURES if image is not None or p != "intensity_mean"]
     table = regionprops_table(labels, intensity_image=image, properties=props)
+    table["solidity"] = solidity(labels, table["label"])
     rows = []
     for i in range(len(table["label"])):
         area, perim = float(table["area"][i]) * scale**2, float(table["perimeter"][i]) * scale
