@@ -14,7 +14,7 @@ import time
 import torch
 
 from micronet.models import create, normalize
-from micronet.train.loss import micronet_loss
+from micronet.train.step import training_step
 
 
 def main() -> None:
@@ -31,12 +31,7 @@ def main() -> None:
     target = torch.randint(0, 3, (1, 508, 508))
     weight = torch.ones(1, 508, 508)
     t0 = time.perf_counter()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model(x)
-    loss, _ = micronet_loss(out, target, weight, 1.0)
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
+    training_step(model, opt, x, target, weight, amp=torch.bfloat16, aux_weight=1.0)
     step_s = time.perf_counter() - t0
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"micronet508 width {args.width} batch 1, gradient checkpointing "
