@@ -97,7 +97,9 @@ class Segmenter:
 
     Args:
         model: architecture name (``"micronet508"``) or an already-built ``nn.Module`` with an
-            ``input_size`` attribute returning ``(B, 3, S, S)`` logits in eval mode.
+            ``input_size`` attribute returning ``(B, 3, S, S)`` logits in eval mode. A passed
+            module is used as it is, not copied: it moves to ``device`` (and channels_last)
+            in place, so a large model never exists twice in memory.
         width: channel multiplier when building by name (``None``: 1.0, or the weights' width).
         weights: ``None`` (random init, for tests), a shipped tag or dataset (``"glas"``), a
             ``.safetensors`` file, or a training run folder (its ``best`` weights).
