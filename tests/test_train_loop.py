@@ -203,3 +203,21 @@ def test_tune_writes_postprocess_that_segmenter_uses(pairs_dir, tmp_path):
     assert set(tuned["postprocess"]) >= {"threshold", "min_size", "contour_growth"}
     seg = Segmenter(model="micronet252", weights=run, device="cpu")
     assert seg.postprocess.__dict__ == tuned["postprocess"]
+
+
+def test_cli_train_writes_summary_naming_the_best_metric(pairs_dir, tmp_path):
+    from micronet.cli import main
+
+    sets = [f"--set={k}={v}" for k, v in {
+        "data.patch_size": 280, "data.crop_size": 252, "data.val_fraction": 0.25,
+        "schedule.steps_per_epoch": 2, "schedule.batch_size": 1, "run.threads": 1,
+        "run.best_metric": "val_dice"}.items()]
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(pairs_dir), "--out", str(out), "--model", "micronet252",
+                 "--width", "0.0625", "--epochs", "1", "--device", "cpu", *sets]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["step"] == 2 and summary["best_metric"] == "val_dice"
+    epochs = [r for r in map(json.loads, (out / "log.jsonl").read_text().splitlines())
+              if r["type"] == "epoch"]
+    assert summary["best_score"] == pytest.approx(epochs[-1]["val_dice"])
+    assert (out / "curves.png").exists()

@@ -52,7 +52,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             cfg = apply_overrides(cfg, ["data.crop_size=252", "data.patch_size=300"])
         result = train(cfg, resume=resume)
         if result.run_dir.exists() and (result.run_dir / "log.jsonl").exists():
-            write_summary(result.run_dir, result)
+            write_summary(result.run_dir, result, cfg.run.best_metric)
             plot_run(result.run_dir)
         console.print(f"run folder: {result.run_dir} (step {result.step}, "
                       f"best {cfg.run.best_metric} {result.best_score:.4f})")

@@ -261,11 +261,12 @@ def _validate(model: torch.nn.Module, data, device: torch.device) -> dict[str, f
     return validate(model, data.val_images, data.val_labels, device)
 
 
-def write_summary(run_dir: Path, result: TrainResult) -> None:
-    """A small JSON summary beside the checkpoints (used by reports and the model card)."""
+def write_summary(run_dir: Path, result: TrainResult, best_metric: str) -> None:
+    """A small JSON summary beside the checkpoints (used by reports and the model card):
+    steps, the validation score of ``best`` and which metric it is, parameters."""
+    summary = {"step": result.step, "best_metric": best_metric, "best_score": result.best_score,
+               "params": int(sum(p.numel() for p in result.model.parameters()))}
     with atomic_path(run_dir / "summary.json") as tmp:
-        tmp.write_text(json.dumps({"step": result.step, "best_val_f1": result.best_score,
-                                   "params": int(sum(p.numel() for p in
-                                                     result.model.parameters()))}, indent=1))
+        tmp.write_text(json.dumps(summary, indent=1))
 
 
