@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -120,3 +121,11 @@ def test_out_of_disk_on_checkpoint_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(MicronetError, match="last.pt: out of disk space"):
         save_state(tmp_path / "last.pt", {"step": 1})
     assert not list(tmp_path.iterdir()), "no partial checkpoint left behind"
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "training_runs")
+                                        .glob("*/*.yaml")), ids=lambda p: p.parent.name)
+def test_recorded_run_configs_still_load(path):
+    """The configs in training_runs/ are documentation users rerun: they must stay valid."""
+    config = load_config(path)
+    assert config.model.name == "micronet508" and config.schedule.epochs > 0
