@@ -13,8 +13,8 @@ import time
 
 import torch
 
-from micronet.models import create, normalize
-from micronet.train.step import training_step
+from micronet.models import create
+from micronet.train.step import model_input, training_step
 
 
 def main() -> None:
@@ -26,8 +26,7 @@ def main() -> None:
     model = create("micronet508", width=args.width).train().to(memory_format=torch.channels_last)
     model.set_grad_checkpointing(not args.no_checkpointing)
     opt = torch.optim.Adam(model.parameters(), 1e-4)
-    x = normalize(torch.randint(0, 256, (1, 3, 508, 508), dtype=torch.uint8))
-    x = x.contiguous(memory_format=torch.channels_last)
+    x = model_input(torch.randint(0, 256, (1, 3, 508, 508), dtype=torch.uint8), True)
     target = torch.randint(0, 3, (1, 508, 508))
     weight = torch.ones(1, 508, 508)
     t0 = time.perf_counter()

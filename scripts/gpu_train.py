@@ -26,7 +26,7 @@ import torch
 
 from micronet._device import resolve_precision
 from micronet.models.weights_io import load_weights, save_weights
-from micronet.train.config import TrainConfig, apply_overrides
+from micronet.train.config import BEST_METRICS, TrainConfig, apply_overrides, load_config
 from micronet.train.data import load_training_data
 from micronet.train.loop import _check_model, train
 from micronet.train.step import model_input, training_step
@@ -116,8 +116,7 @@ def main() -> None:
     ap.add_argument("--budget-minutes", type=float, default=0.0,
                     help="training time of the whole schedule over all parts (default: --minutes)")
     ap.add_argument("--val-every", type=int, default=2)
-    ap.add_argument("--best-metric", default="val_dice", choices=["val_f1", "val_dice",
-                                                                   "val_pixel_f1"])
+    ap.add_argument("--best-metric", default="val_dice", choices=BEST_METRICS)
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--export", default=None, help="folder for fp16 shards + logs")
     ap.add_argument("--export-which", default="best", choices=["best", "last"])
@@ -132,7 +131,7 @@ def main() -> None:
     torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
     if args.resume:
         run = Path(args.resume)
-        config = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
+        config = load_config(run / "config.json")
         dt = None
     else:
         run = Path(args.out)

@@ -68,18 +68,18 @@ def output_names(files: list[Path]) -> dict[Path, str]:
     overwrites another's outputs."""
     from collections import Counter
 
-    same_folder = Counter((f.resolve().parent, f.stem) for f in files)
+    parents = {f: f.resolve().parent.parts[1:] for f in files}  # without the root
+    same_folder = Counter((parents[f], f.stem) for f in files)
     base = {f: f"{f.stem}_{f.suffix.lstrip('.').lower()}"
-            if same_folder[(f.resolve().parent, f.stem)] > 1 else f.stem for f in files}
+            if same_folder[(parents[f], f.stem)] > 1 else f.stem for f in files}
     names, depth = dict(base), dict.fromkeys(files, 0)
     while True:
         counts = Counter(names.values())
         moved = False
         for f in files:
-            parents = f.resolve().parent.parts[1:]  # without the root
-            if counts[names[f]] > 1 and depth[f] < len(parents):
+            if counts[names[f]] > 1 and depth[f] < len(parents[f]):
                 depth[f] += 1
-                names[f] = "_".join([*parents[-depth[f]:], base[f]])
+                names[f] = "_".join([*parents[f][-depth[f]:], base[f]])
                 moved = True
         if not moved:
             return names
@@ -176,7 +176,7 @@ def segment_files(files: list[Path], out: Path, segmenter, formats: tuple[str, .
 
 def _error_line(path: Path, exc: Exception) -> str:
     """One line naming the input and the problem."""
-    if isinstance(exc, OSError) and not isinstance(exc, MicronetError):
+    if isinstance(exc, OSError):
         return f"{path}: {exc.strerror or exc}"
     return str(exc) if str(path) in str(exc) else f"{path}: {exc}"
 

@@ -36,7 +36,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         from ..infer.tune import tune_on_images, write_postprocess
         from ..train.data import open_dataset, validation_split
 
-        run = _run_config(weights)
+        folder = weights if weights.is_dir() else weights.parent
+        run = _run_config(folder)
         val_fraction = run.data.val_fraction if val_fraction is None else val_fraction
         seed = run.run.seed if seed is None else seed
         val_split = run.data.val_split if val_split is None else val_split
@@ -54,14 +55,12 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                                  for k, v in row.items()))
         typer.echo(f"best on {len(val_names)} held-out images: {best.__dict__}")
         if write:
-            folder = weights if weights.is_dir() else weights.parent
             typer.echo(str(write_postprocess(folder, best, table, val_names)))
 
 
-def _run_config(weights: Path):
-    """The training config of the run ``weights`` belongs to (defaults when there is none)."""
+def _run_config(folder: Path):
+    """The training config of the run in ``folder`` (defaults when there is none)."""
     from ..train.config import TrainConfig, load_config
 
-    folder = weights if weights.is_dir() else weights.parent
     return load_config(folder / "config.json") if (folder / "config.json").is_file() \
         else TrainConfig()

@@ -19,6 +19,10 @@ __all__ = ["ModelConfig", "DataConfig", "ScheduleConfig", "RunConfig", "TrainCon
            "load_config", "apply_overrides"]
 
 
+#: What ``run.best_metric`` may name: validation scores logged at each validation.
+BEST_METRICS = ("val_f1", "val_dice", "val_pixel_f1")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture. ``width`` 0.125 trains on a 2-core CPU; the paper's model is width 1."""

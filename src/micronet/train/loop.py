@@ -23,7 +23,7 @@ from .._io import atomic_path
 from ..errors import MicronetError
 from ..models import create
 from .checkpoint import load_state, save_model_weights, save_state
-from .config import TrainConfig
+from .config import BEST_METRICS, TrainConfig
 from .data import load_training_data
 from .distributed import DistInfo, cleanup_distributed, init_distributed
 from .schedule import aux_weight, learning_rate
@@ -54,9 +54,9 @@ def _check_model(config: TrainConfig) -> torch.nn.Module:
         raise MicronetError(f"data.crop_size={config.data.crop_size} but {config.model.name} takes "
                             f"{model.input_size}×{model.input_size} inputs; set data.crop_size="
                             f"{model.input_size}")
-    if config.run.best_metric not in ("val_f1", "val_dice", "val_pixel_f1"):
-        raise MicronetError(f"run.best_metric={config.run.best_metric!r}: expected val_f1, "
-                            "val_dice or val_pixel_f1")
+    if config.run.best_metric not in BEST_METRICS:
+        raise MicronetError(f"run.best_metric={config.run.best_metric!r}: expected "
+                            f"{', '.join(BEST_METRICS[:-1])} or {BEST_METRICS[-1]}")
     if config.data.patch_size < config.data.crop_size:
         raise MicronetError(f"data.patch_size={config.data.patch_size} is smaller than "
                             f"data.crop_size={config.data.crop_size}")
