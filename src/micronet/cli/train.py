@@ -32,7 +32,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                                   help="Only draw RUN/curves.png from a run's log."),
     ) -> None:
         """Train Micro-Net with the paper's loss, augmentation and schedule."""
-        from ..train.config import TrainConfig, apply_overrides, load_config
+        from ..train.config import apply_overrides, load_config
         from ..train.loop import train, write_summary
         from ..train.plot import plot_run
 
@@ -40,8 +40,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             typer.echo(str(plot_run(plot)))
             return
         if resume is not None:
-            cfg = TrainConfig.from_dict(json.loads((resume / "config.json").read_text()),
-                                        source=str(resume / "config.json"))
+            cfg = load_config(resume / "config.json")
         else:
             cfg = load_config(config)
         flags = {"data.root": data, "run.out": out, "model.name": model, "model.width": width,
