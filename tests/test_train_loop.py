@@ -90,10 +90,11 @@ def test_existing_run_and_bad_config_are_clear_errors(pairs_dir, tmp_path):
     with pytest.raises(MicronetError, match="a run already exists"):
         train(tiny_config(pairs_dir, tmp_path / "run"), progress=False)
     with pytest.raises(MicronetError, match="crop_size=508 but micronet252 takes 252"):
-        train(tiny_config(pairs_dir, tmp_path / "x", **{"data.crop_size": "508"}), progress=False)
+        train(tiny_config(pairs_dir, tmp_path / "x",
+                          **{"data.crop_size": "508", "data.patch_size": "600"}), progress=False)
     with pytest.raises(MicronetError, match="training data folder not found"):
         train(tiny_config(tmp_path / "nowhere", tmp_path / "y"), progress=False)
-    with pytest.raises(MicronetError, match="model: width must be > 0"):
+    with pytest.raises(MicronetError, match="model.width=0.0: must be > 0"):
         train(tiny_config(pairs_dir, tmp_path / "z", **{"model.width": "0"}), progress=False)
 
 

@@ -78,6 +78,24 @@ def test_override_errors():
         apply_overrides(TrainConfig(), ["schedule.epochs=many"])
 
 
+def test_every_bad_value_is_reported_at_once(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("schedule:\n  optimizer: adamw\n  batch_size: 0\n"
+                   "run:\n  best_metric: loss\n  device: gpu\ndata:\n  val_fraction: 1.5\n")
+    with pytest.raises(MicronetError) as err:
+        load_config(bad)
+    message = str(err.value)
+    assert message.startswith(f"{bad}: ") and "\n" not in message
+    for part in ("schedule.optimizer='adamw': expected adam, sgd",
+                 "schedule.batch_size=0: must be >= 1", "run.best_metric='loss'",
+                 "run.device='gpu'", "data.val_fraction=1.5"):
+        assert part in message
+    with pytest.raises(MicronetError, match="overrides: data.patch_size=500: is smaller"):
+        apply_overrides(TrainConfig(), ["data.patch_size=500"])
+    assert TrainConfig().problems() == []
+    assert apply_overrides(TrainConfig(), ["run.device=cuda:1"]).run.device == "cuda:1"
+
+
 def test_state_roundtrip_weights_only(tmp_path):
     model = create("micronet252", width=1 / 16)
     opt = torch.optim.Adam(model.parameters())

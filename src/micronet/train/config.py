@@ -21,6 +21,10 @@ __all__ = ["ModelConfig", "DataConfig", "ScheduleConfig", "RunConfig", "TrainCon
 
 #: What ``run.best_metric`` may name: validation scores logged at each validation.
 BEST_METRICS = ("val_f1", "val_dice", "val_pixel_f1")
+#: How ``data.val_split`` may hold images out.
+VAL_SPLITS = ("random", "grade")
+_CHOICES = {"data.val_split": VAL_SPLITS, "schedule.optimizer": ("adam", "sgd"),
+            "run.precision": ("auto", "bf16", "fp32", "fp16"), "run.best_metric": BEST_METRICS}
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,63 @@ class TrainConfig:
                 raise MicronetError(f"{source}: unknown key {key}.{bad[0]} "
                                     f"(known: {', '.join(sorted(names))})")
             parts[key] = kind(**(value or {}))
-        return cls(**parts)
+        return cls(**parts).validate(source)
+
+    def problems(self) -> list[str]:
+        """Every out-of-range or unknown value, as ``section.key=value: why`` (empty when valid).
+
+        Checked together when a config is built, so one run of ``micronet train`` reports every
+        bad value before any data is read or model built.
+        """
+        m, d, s, r = self.model, self.data, self.schedule, self.run
+        out = []
+        for key, allowed in _CHOICES.items():
+            section, name = key.split(".")
+            value = getattr(getattr(self, section), name)
+            if value not in allowed:
+                out.append(f"{key}={value!r}: expected {', '.join(allowed)}")
+        if not (r.device in ("auto", "cpu", "cuda") or
+                (r.device.startswith("cuda:") and r.device[5:].isdigit())):
+            out.append(f"run.device={r.device!r}: expected auto, cpu, cuda or cuda:N")
+        checks = [
+            ("model.width", m.width > 0, "must be > 0"),
+            ("model.dropout", 0 <= m.dropout < 1, "must be in [0, 1)"),
+            ("data.val_fraction", 0 <= d.val_fraction < 1, "must be in [0, 1)"),
+            ("data.patch_size", d.patch_size >= d.crop_size,
+             f"is smaller than data.crop_size={d.crop_size}"),
+            ("data.contour_width", d.contour_width >= 0, "must be >= 0"),
+            ("data.sigma", d.sigma > 0, "must be > 0"),
+            ("data.w0", d.w0 >= 0, "must be >= 0"),
+            ("data.distortion_p", 0 <= d.distortion_p <= 1, "must be in [0, 1]"),
+            ("data.blur_p", 0 <= d.blur_p <= 1, "must be in [0, 1]"),
+            ("data.workers", d.workers >= 0, "must be >= 0"),
+            ("schedule.epochs", s.epochs >= 1, "must be >= 1"),
+            ("schedule.steps_per_epoch", s.steps_per_epoch >= 0, "must be >= 0 (0 = default)"),
+            ("schedule.batch_size", s.batch_size >= 1, "must be >= 1"),
+            ("schedule.lr0", s.lr0 >= 0, "must be >= 0"),
+            ("schedule.lr_decay_epochs", s.lr_decay_epochs > 0, "must be > 0"),
+            ("schedule.weight_decay", s.weight_decay >= 0, "must be >= 0"),
+            ("schedule.grad_clip", s.grad_clip >= 0, "must be >= 0 (0 = off)"),
+            ("run.threads", r.threads >= 0, "must be >= 0 (0 = torch default)"),
+            ("run.log_every", r.log_every >= 1, "must be >= 1"),
+            ("run.checkpoint_every", r.checkpoint_every >= 1, "must be >= 1"),
+            ("run.val_every", r.val_every >= 1, "must be >= 1"),
+            ("run.max_steps", r.max_steps >= 0, "must be >= 0 (0 = whole schedule)"),
+            ("run.time_limit_min", r.time_limit_min >= 0, "must be >= 0 (0 = no limit)"),
+            ("run.shard_mb", r.shard_mb >= 1, "must be >= 1"),
+        ]
+        for key, ok, why in checks:
+            if not ok:
+                section, name = key.split(".")
+                out.append(f"{key}={getattr(getattr(self, section), name)!r}: {why}")
+        return out
+
+    def validate(self, source: str = "config") -> TrainConfig:
+        """Raise one ``MicronetError`` naming every bad value; return ``self`` when valid."""
+        bad = self.problems()
+        if bad:
+            raise MicronetError(f"{source}: " + "; ".join(bad))
+        return self
 
     def save(self, path: Path) -> None:
         """Write as JSON atomically."""

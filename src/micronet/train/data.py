@@ -10,11 +10,10 @@ import torch
 
 from ..data.glas import train_val_split
 from ..errors import MicronetError
-from .config import TrainConfig
+from .config import VAL_SPLITS, TrainConfig
 
 __all__ = ["TrainingData", "load_training_data", "open_dataset", "validation_split"]
 
-VAL_SPLITS = ("random", "grade")
 
 
 @dataclass
