@@ -21,13 +21,13 @@ if [ -n "${RESUME:-}" ]; then
 else
   python scripts/gpu_train.py --data .pack/glas_train --out runs/gpu --width 0.25 --batch-size 16 \
     --epochs 25 --minutes "$M" --budget-minutes "${BUDGET:-$M}" --val-every 2 --workers 12 \
-    --best-metric val_dice --set data.val_split=grade --set data.val_fraction=0.15 \
+    --best-metric val_f1_tuned --set data.val_split=grade --set data.val_fraction=0.15 \
     "${EXPORT_ARGS[@]}" 2>&1 | tee "$OUT/meta/train.log"
 fi
 [ -z "${TRAIN_ONLY:-}" ] && timeout 60 python -m micronet bench train --device cuda --width 0.25 --batch-size 16 --steps 10 \
   --json "$OUT/meta/bench_w025.json" 2>&1 | tee -a "$OUT/meta/bench.txt"
 [ -z "${TRAIN_ONLY:-}" ] && timeout 120 python -m micronet bench train --device cuda --width 1 --batch-size 4 --steps 3 \
   --warmup 2 --compile --json "$OUT/meta/bench_w1_compiled.json" 2>&1 | tee -a "$OUT/meta/bench.txt"
-cp runs/gpu/log.jsonl runs/gpu/config.json runs/gpu/split.json runs/gpu/gpu_summary.json runs/gpu_gpu_util.csv "$OUT/meta/" 2>/dev/null
+cp runs/gpu/log.jsonl runs/gpu/config.json runs/gpu/split.json runs/gpu/postprocess.json runs/gpu/gpu_summary.json runs/gpu_gpu_util.csv "$OUT/meta/" 2>/dev/null
 tar -C "$OUT" -cf "$OUT/meta.tar" meta && rm -rf "$OUT/meta"
 ls -la "$OUT" "$OUT/w" 2>/dev/null

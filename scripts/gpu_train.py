@@ -116,7 +116,7 @@ def main() -> None:
     ap.add_argument("--budget-minutes", type=float, default=0.0,
                     help="training time of the whole schedule over all parts (default: --minutes)")
     ap.add_argument("--val-every", type=int, default=2)
-    ap.add_argument("--best-metric", default="val_dice", choices=BEST_METRICS)
+    ap.add_argument("--best-metric", default="val_f1_tuned", choices=BEST_METRICS)
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--export", default=None, help="folder for fp16 shards + logs")
     ap.add_argument("--export-which", default="best", choices=["best", "last"])

@@ -39,7 +39,7 @@ def test_gpu_script_trains_resumes_and_exports_fp16_shards(tmp_path: Path):
              "--budget-minutes", "0.2", *common, *[a for o in overrides for a in ("--set", o)]]
     subprocess.run(first, check=True, capture_output=True, timeout=600)
     part1 = json.loads((run / "gpu_summary.json").read_text())
-    assert part1["best_metric"] == "val_dice" and part1["steps"] >= 1
+    assert part1["best_metric"] == "val_f1_tuned" and part1["steps"] >= 1
 
     second = [sys.executable, str(SCRIPT), "--resume", str(run), "--export", str(out),
               "--export-which", "last", *common]

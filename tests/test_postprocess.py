@@ -11,6 +11,7 @@ from micronet.infer.postprocess import (
     PostprocessConfig,
     label_glands,
     measure_glands,
+    remove_small,
     tune_postprocess,
 )
 
@@ -165,6 +166,34 @@ def test_tune_postprocess_finds_the_threshold_that_splits_glands():
     assert [row["f1"] for row in table] == pytest.approx([1.0, 2 / 3, 0.0])
     with pytest.raises(ValueError):
         tune_postprocess([probs], [], grid)
+
+
+def test_tune_scores_every_combination_as_labelling_and_scoring_it_would(rng):
+    """The shared labelling per min-size group and match-only F1 change nothing in the table."""
+    from micronet.metrics import score_split
+
+    maps, gts = [], []
+    for _ in range(3):
+        gt = np.zeros((96, 96), np.int32)
+        for k, (y, x) in enumerate(rng.integers(8, 80, size=(6, 2)), start=1):
+            r = int(rng.integers(3, 12))
+            gt[max(y - r, 0):y + r, max(x - r, 0):x + r] = k
+        noisy = one_hot(three_class_targets(gt)) + rng.uniform(0, 0.8, (3, 96, 96))
+        maps.append(ClassMaps.from_probabilities(noisy / noisy.sum(0)))
+        gts.append(gt)
+    grid = {"threshold": [0.0, 0.3], "min_size": [1, 40, 150], "contour_growth": [2.0, 6.0]}
+    _, table = tune_postprocess(maps, gts, grid)
+    assert len({row["f1"] for row in table}) > 2  # the grid matters on these maps
+    for row in table:
+        cfg = PostprocessConfig(**{k: v for k, v in row.items() if k != "f1"})
+        expected = score_split([(g, label_glands(m, cfg)) for m, g in zip(maps, gts, strict=True)]).f1
+        assert row["f1"] == pytest.approx(expected)
+
+
+def test_remove_small_keeps_order_and_renumbers():
+    labels = np.array([[3, 3, 0, 5], [3, 0, 7, 7], [0, 0, 7, 7]], np.int32)
+    assert remove_small(labels, 3).tolist() == [[1, 1, 0, 0], [1, 0, 2, 2], [0, 0, 2, 2]]
+    assert remove_small(labels, 5).max() == 0 and labels.max() == 7  # input untouched
 
 
 def test_expand_labels_equals_skimage_ties_included():

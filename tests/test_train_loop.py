@@ -16,6 +16,7 @@ from PIL import Image
 
 from conftest import make_synthetic_glands
 from micronet.errors import MicronetError
+from micronet.infer import PostprocessConfig, Segmenter
 from micronet.models.weights_io import load_weights
 from micronet.train.config import TrainConfig, apply_overrides
 from micronet.train.loop import train
@@ -170,7 +171,14 @@ def test_validation_scores_each_epoch_and_keeps_best(pairs_dir, tmp_path):
     assert [r["epoch"] for r in epochs] == [1, 2]
     for r in epochs:
         assert 0.0 <= r["val_f1"] <= 1.0 and 0.0 <= r["val_pixel_f1"] <= 1.0
-    assert result.best_score == max(r["val_f1"] for r in epochs)
+        # the grid holds the default parameters, so tuning can only match or beat them
+        assert r["val_f1"] <= r["val_f1_tuned"] <= 1.0
+    assert result.best_score == max(r["val_f1_tuned"] for r in epochs)
+    tuned = json.loads((result.run_dir / "postprocess.json").read_text())
+    assert tuned["tuned_on"] == json.loads((result.run_dir / "split.json").read_text())["val"]
+    assert tuned["table"][0]["f1"] == result.best_score
+    assert Segmenter(weights=result.run_dir).postprocess == \
+        PostprocessConfig.from_dict(tuned["postprocess"])
     _, meta = load_weights(result.run_dir / "best.safetensors")
     assert meta["arch"] == "micronet252" and float(meta["width"]) == 0.0625
 

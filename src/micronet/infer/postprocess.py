@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["PostprocessConfig", "ClassMaps", "label_glands", "measure_glands",
+__all__ = ["PostprocessConfig", "ClassMaps", "label_glands", "remove_small", "measure_glands",
            "tune_postprocess"]
 
 _BLOCK_ROWS = 1024  # row block for element-wise passes over large maps
@@ -237,13 +237,26 @@ def label_glands(maps: ClassMaps | np.ndarray, config: PostprocessConfig | None 
     if cfg.fill_holes:
         _fill_holes(labels, cfg.max_hole_size)
     _grow(labels, maps, cfg, band)
-    keep = _blockwise_bincount(labels, n) >= max(cfg.min_size, 1)
+    return remove_small(labels, cfg.min_size, out=labels)
+
+
+def remove_small(labels: np.ndarray, min_size: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Drop instances under ``min_size`` px and renumber the rest 1..N, keeping their order.
+
+    Args:
+        labels: ``(H, W) int32`` instance map.
+        min_size: smallest area kept (px).
+        out: where to write (may be ``labels`` itself); ``None`` = a new array.
+    """
+    n = int(labels.max()) if labels.size else 0
+    keep = _blockwise_bincount(labels, n) >= max(min_size, 1)
     keep[0] = False
     lut = np.zeros(n + 1, np.int32)
     lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    out = np.empty(labels.shape, np.int32) if out is None else out
     for r in range(0, labels.shape[0], _BLOCK_ROWS):
-        labels[r:r + _BLOCK_ROWS] = lut[labels[r:r + _BLOCK_ROWS]]
-    return labels
+        out[r:r + _BLOCK_ROWS] = lut[labels[r:r + _BLOCK_ROWS]]
+    return out
 
 
 _MEASURES = ("label", "centroid", "area", "perimeter", "eccentricity", "intensity_mean")
@@ -322,6 +335,10 @@ def tune_postprocess(probabilities_list: Sequence[ClassMaps | np.ndarray],
                      ) -> tuple[PostprocessConfig, list[dict[str, Any]]]:
     """Grid-search post-processing parameters for the best pooled GlaS object F1.
 
+    Combinations that differ only in ``min_size`` share one labelling (the size filter is the
+    last step), and only the object matching is computed, so a grid costs a fraction of
+    labelling and fully scoring every combination.
+
     Args:
         probabilities_list: per image, ``(3, H, W)`` probabilities or :class:`ClassMaps`
             (e.g. predictions on the validation split).
@@ -338,18 +355,26 @@ def tune_postprocess(probabilities_list: Sequence[ClassMaps | np.ndarray],
         raise ValueError(f"{len(probabilities_list)} predictions for {len(labels_list)} labels")
     if not grid:
         raise ValueError("empty grid")
-    from ..metrics.glas import score_split
+    from ..metrics.matching import matching, precision_recall_f1
 
     base = base or PostprocessConfig()
     maps = [m if isinstance(m, ClassMaps) else ClassMaps.from_probabilities(m)
             for m in probabilities_list]
     names = list(grid)
+    configs = [dataclasses.replace(base, **dict(zip(names, values, strict=True)))
+               for values in itertools.product(*(grid[n] for n in names))]
+    unfiltered: dict[PostprocessConfig, list[np.ndarray]] = {}
     table = []
-    for values in itertools.product(*(grid[n] for n in names)):
-        cfg = dataclasses.replace(base, **dict(zip(names, values, strict=True)))
-        pairs = [(gt, label_glands(m, cfg)) for m, gt in zip(maps, labels_list, strict=True)]
-        table.append({**dict(zip(names, values, strict=True)), "f1": float(score_split(pairs).f1),
-                      "_config": cfg})
+    for cfg in configs:
+        key = dataclasses.replace(cfg, min_size=0)
+        if key not in unfiltered:
+            unfiltered[key] = [label_glands(m, key) for m in maps]
+        counts = np.zeros(3, np.int64)
+        for gt, labels in zip(labels_list, unfiltered[key], strict=True):
+            m = matching(gt, remove_small(labels, cfg.min_size))
+            counts += (m.tp, m.fp, m.fn)
+        f1 = precision_recall_f1(*(int(c) for c in counts))[2]
+        table.append({**{n: getattr(cfg, n) for n in names}, "f1": float(f1), "_config": cfg})
     order = sorted(range(len(table)), key=lambda i: (-table[i]["f1"], i))
     best = table[order[0]]["_config"]
     rows = [{k: v for k, v in table[i].items() if k != "_config"} for i in order]

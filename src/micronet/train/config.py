@@ -20,7 +20,7 @@ __all__ = ["ModelConfig", "DataConfig", "ScheduleConfig", "RunConfig", "TrainCon
 
 
 #: What ``run.best_metric`` may name: validation scores logged at each validation.
-BEST_METRICS = ("val_f1", "val_dice", "val_pixel_f1")
+BEST_METRICS = ("val_f1_tuned", "val_f1", "val_dice", "val_pixel_f1")
 #: How ``data.val_split`` may hold images out.
 VAL_SPLITS = ("random", "grade")
 _CHOICES = {"data.val_split": VAL_SPLITS, "schedule.optimizer": ("adam", "sgd"),
@@ -94,7 +94,7 @@ class RunConfig:
     checkpoint_every: int = 50  # steps between `last` checkpoints (and at every epoch end)
     validate: bool = True
     val_every: int = 1  # epochs between validations (and `best` checkpoint decisions)
-    best_metric: str = "val_f1"  # val_f1 | val_dice | val_pixel_f1: what `best` maximises
+    best_metric: str = "val_f1_tuned"  # what `best` maximises; one of BEST_METRICS
     max_steps: int = 0  # stop this invocation after this many steps (0 = whole schedule)
     time_limit_min: float = 0.0  # stop (after a checkpoint) after this many minutes; 0 = no limit
     shard_mb: int = 15  # safetensors shard size for checkpoints (device transfers need < 16 MiB)

@@ -13,6 +13,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from rich.progress import TextColumn
@@ -21,6 +22,7 @@ from .._console import console, make_progress
 from .._device import resolve_device, resolve_precision
 from .._io import atomic_path
 from ..errors import MicronetError
+from ..infer.tune import write_postprocess
 from ..models import create
 from .checkpoint import load_state, save_model_weights, save_state
 from .config import TrainConfig
@@ -28,6 +30,9 @@ from .data import load_training_data
 from .distributed import DistInfo, cleanup_distributed, init_distributed
 from .schedule import aux_weight, learning_rate
 from .step import model_input, training_step
+
+if TYPE_CHECKING:
+    from .validate import Validation
 
 __all__ = ["train", "TrainResult"]
 
@@ -227,11 +232,15 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
                 record = {"type": "epoch", "epoch": epoch + 1, "step": step, "lr": lr}
                 due = (epoch + 1) % config.run.val_every == 0 or epoch + 1 == s.epochs
                 if config.run.validate and data.val_images and dist.is_main and due:
-                    record.update(_validate(model, data, device))
+                    validation = _validate(model, data, device)
+                    record.update(validation.scores)
                     score = record[config.run.best_metric]
                     if score > best:
                         best = score
                         save_best()
+                        # the best checkpoint's grid-tuned post-processing, until `micronet tune`
+                        write_postprocess(run_dir, validation.postprocess, validation.table,
+                                          data.val_names)
                 if dist.is_main:
                     _append_jsonl(log_path, record)
                     console.print(f"epoch {epoch + 1}/{s.epochs}: " + ", ".join(
@@ -248,7 +257,7 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
     return TrainResult(run_dir, model, step, best)
 
 
-def _validate(model: torch.nn.Module, data, device: torch.device) -> dict[str, float]:
+def _validate(model: torch.nn.Module, data, device: torch.device) -> Validation:
     from .validate import validate
 
     return validate(model, data.val_images, data.val_labels, device)
