@@ -186,7 +186,8 @@ def test_tune_scores_every_combination_as_labelling_and_scoring_it_would(rng):
     assert len({row["f1"] for row in table}) > 2  # the grid matters on these maps
     for row in table:
         cfg = PostprocessConfig(**{k: v for k, v in row.items() if k != "f1"})
-        expected = score_split([(g, label_glands(m, cfg)) for m, g in zip(maps, gts, strict=True)]).f1
+        pairs = [(g, label_glands(m, cfg)) for m, g in zip(maps, gts, strict=True)]
+        expected = score_split(pairs).f1
         assert row["f1"] == pytest.approx(expected)
 
 
