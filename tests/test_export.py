@@ -82,6 +82,33 @@ def test_polygons_are_valid_and_cover_their_glands(labels):
         assert iou > (0.6 if mask.sum() < 30 else 0.85), (gid, mask.sum(), iou)
 
 
+def _crossing_reference(rings: list[np.ndarray]) -> bool:
+    """Every pair of non-adjacent edges tested one by one (exact on the integer grid)."""
+    edges = [(i, k, len(r) - 1, r[k], r[k + 1]) for i, r in enumerate(rings)
+             for k in range(len(r) - 1)]
+
+    def orient(p, q, r):
+        return np.sign((q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0]))
+
+    for x, (ri, ki, ni, p1, p2) in enumerate(edges):
+        for rj, kj, _, q1, q2 in edges[x + 1:]:
+            if ri == rj and abs(ki - kj) in (1, ni - 1):
+                continue
+            boxes = all(min(p1[d], p2[d]) <= max(q1[d], q2[d]) and
+                        min(q1[d], q2[d]) <= max(p1[d], p2[d]) for d in (0, 1))
+            if boxes and orient(p1, p2, q1) * orient(p1, p2, q2) <= 0 and \
+                    orient(q1, q2, p1) * orient(q1, q2, p2) <= 0:
+                return True
+    return False
+
+
+@given(st.lists(st.lists(st.tuples(st.integers(0, 12), st.integers(0, 12)), min_size=3,
+                         max_size=9), min_size=1, max_size=3))
+def test_segments_cross_equals_pairwise_reference(points):
+    rings = [np.array(r + r[:1], float) for r in points]
+    assert _segments_cross(rings, block=4) == _crossing_reference(rings)
+
+
 def test_rectangle_polygon_is_exact_and_in_pixel_edge_coordinates():
     labels = np.zeros((20, 30), np.int32)
     labels[4:10, 5:17] = 1  # 6 rows x 12 cols

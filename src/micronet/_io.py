@@ -125,11 +125,12 @@ def read_labels(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 def write_png(path: str | os.PathLike[str], array: np.ndarray) -> None:
-    """Write a uint8/uint16 image as PNG atomically."""
+    """Write a uint8/uint16 image as PNG atomically (zlib level 1: ~3x faster to write than
+    PIL's default 6, for files ~10-20 % larger)."""
     from PIL import Image
 
     with atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
+        Image.fromarray(array).save(tmp, format="PNG", compress_level=1)
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:

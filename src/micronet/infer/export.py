@@ -50,23 +50,31 @@ def _orient(p: np.ndarray, q: np.ndarray, r: np.ndarray) -> np.ndarray:
                    - (q[..., 1] - p[..., 1]) * (r[..., 0] - p[..., 0]))
 
 
-def _segments_cross(rings: Sequence[np.ndarray], block: int = 256) -> bool:
-    """True when any two non-adjacent edges of ``rings`` touch or cross."""
+def _segments_cross(rings: Sequence[np.ndarray], block: int = 64) -> bool:
+    """True when any two non-adjacent edges of ``rings`` touch or cross.
+
+    Edges are sorted by their left end, so each block of edges is only tested against the edges
+    whose x-extent can meet its own (a short prefix of the sorted list for outline edges).
+    """
     a = np.concatenate([r[:-1] for r in rings])
     b = np.concatenate([r[1:] for r in rings])
     ring_id = np.concatenate([np.full(len(r) - 1, i) for i, r in enumerate(rings)])
     pos = np.concatenate([np.arange(len(r) - 1) for r in rings])
     size = np.concatenate([np.full(len(r) - 1, len(r) - 1) for r in rings])
+    order = np.argsort(np.minimum(a[:, 0], b[:, 0]), kind="stable")
+    a, b, ring_id, pos, size = a[order], b[order], ring_id[order], pos[order], size[order]
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     for i in range(0, len(a), block):
         s = slice(i, i + block)
-        p1, p2, q1, q2 = a[s, None], b[s, None], a[None], b[None]
+        reach = np.searchsorted(lo[:, 0], hi[s, 0].max(), side="right")
+        cols = np.flatnonzero(hi[:reach, 0] >= lo[s, 0].min())
+        p1, p2, q1, q2 = a[s, None], b[s, None], a[None, cols], b[None, cols]
         hit = (_orient(p1, p2, q1) * _orient(p1, p2, q2) <= 0) & \
             (_orient(q1, q2, p1) * _orient(q1, q2, p2) <= 0)
         # collinear segments pass the sign test anywhere on their line: boxes must meet too
-        hit &= np.all((lo[s, None] <= hi[None]) & (lo[None] <= hi[s, None]), axis=-1)
-        gap = np.abs(pos[s, None] - pos[None])
-        same = ring_id[s, None] == ring_id[None]
+        hit &= np.all((lo[s, None] <= hi[None, cols]) & (lo[None, cols] <= hi[s, None]), axis=-1)
+        gap = np.abs(pos[s, None] - pos[None, cols])
+        same = ring_id[s, None] == ring_id[None, cols]
         hit &= ~(same & ((gap <= 1) | (gap == size[s, None] - 1)))
         if hit.any():
             return True
@@ -106,11 +114,18 @@ def _assemble(rings: list[np.ndarray]) -> list[list[np.ndarray]]:
 
 
 def _simplify(polygon: list[np.ndarray], tolerance: float) -> list[np.ndarray]:
-    from skimage.measure import approximate_polygon
+    """Douglas-Peucker on each closed ring (OpenCV's, ~30x faster than skimage's Python loop);
+    the exact outline is kept where simplifying would break the polygon."""
+    import cv2
 
     if tolerance <= 0:
         return polygon
-    simple = [approximate_polygon(r, tolerance) for r in polygon]
+    simple = []
+    eps = tolerance * (1 - 1e-6)  # keep points exactly `tolerance` off (skimage does; cv2 not)
+    for ring in polygon:  # rings repeat their first point last; OpenCV wants it once
+        s = cv2.approxPolyDP(ring[:-1].astype(np.float32).reshape(-1, 1, 2), eps, True)
+        s = s.reshape(-1, 2).astype(ring.dtype)
+        simple.append(np.vstack([s, s[:1]]))
     if any(len(r) < 4 or abs(_signed_area(r)) < 1e-9 for r in simple):
         return polygon
     if any(np.sign(_signed_area(s)) != np.sign(_signed_area(r))
