@@ -147,6 +147,57 @@ def test_bad_inputs_fail_alone(inputs, tmp_path, weights, capsys):
     assert status["rgba"].startswith("error: ") and "rgba.png" in status["rgba"]
 
 
+def test_next_image_is_inferred_while_the_last_is_finished_and_order_is_kept(
+        inputs, tmp_path, purple, monkeypatch, capsys):
+    """Image 1's finishing waits until image 2's network pass has started: only a pipelined
+    loop gets through. Output lines and summary rows stay in input order, and a failure while
+    finishing is reported against its own file."""
+    import threading
+
+    import micronet.infer.export as export
+    from micronet.infer import Segmenter
+
+    started: list[str] = []
+    second_started = threading.Event()
+    real_infer, real_finish = Segmenter.infer, Segmenter.finish
+
+    def infer(self, image, **kw):
+        started.append(threading.current_thread().name)
+        if len(started) == 2:
+            second_started.set()
+        return real_infer(self, image, **kw)
+
+    def finish(self, inference):
+        assert threading.current_thread().name.startswith("micronet-finish")
+        if len(started) == 1:
+            assert second_started.wait(20), "image 2 was not inferred while image 1 finished"
+        return real_finish(self, inference)
+
+    real_export = export.export_segmentation  # segment_files imports it at call time
+
+    def export_segmentation(result, image, out, name, formats):
+        if name == "c":
+            raise OSError(28, "No space left on device")
+        return real_export(result, image, out, name, formats)
+
+    monkeypatch.setattr(Segmenter, "infer", infer)
+    monkeypatch.setattr(Segmenter, "finish", finish)
+    monkeypatch.setattr(export, "export_segmentation", export_segmentation)
+    (inputs / "c.png").write_bytes((inputs / "a.png").read_bytes())
+    (inputs / "d_cut.png").write_bytes((inputs / "a.png").read_bytes()[:100])
+    out = tmp_path / "out"
+    files = [inputs / n for n in ("a.png", "b.jpg", "d_cut.png", "c.png")]
+    assert run(*map(str, files), "--out", str(out), "--weights", purple, "--formats", "csv") == 1
+    assert set(started) == {threading.main_thread().name} and len(started) == 3
+    captured = capsys.readouterr()
+    lines = [line.split(":")[0] for line in captured.out.splitlines()]
+    assert lines == [str(inputs / "a.png"), str(inputs / "b.jpg")]
+    assert "c.png: No space left on device" in captured.err
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert [r["name"] for r in rows] == ["a", "b", "d_cut", "c"]
+    assert [r["status"][:5] for r in rows] == ["ok", "ok", "error", "error"]
+
+
 def test_existing_outputs_are_skipped_unless_overwrite(inputs, tmp_path, weights, capsys):
     out = tmp_path / "out"
     args = [str(inputs / "a.png"), "--out", str(out), "--weights", weights, "--device", "cpu",

@@ -130,7 +130,13 @@ def summary_row(path: Path, name: str, kind: str, glands: list[dict], width: int
 def segment_files(files: list[Path], out: Path, segmenter, formats: tuple[str, ...],
                   mpp: float | None, overwrite: bool, progress) -> list[str]:
     """Segment each file into ``out`` and write ``out/summary.csv`` (one row per input: gland
-    count and area, or why it was skipped or failed); returns one error line per failed file."""
+    count and area, or why it was skipped or failed); returns one error line per failed file.
+
+    Post-processing and export of an image run in a worker thread while the next image goes
+    through the network, so a GPU is not left waiting on them; at most two images are held.
+    """
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from .._io import read_rgb
     from ..infer.export import export_segmentation, write_csv
 
@@ -138,37 +144,65 @@ def segment_files(files: list[Path], out: Path, segmenter, formats: tuple[str, .
     rows: list[dict] = []
     names = output_names(files)
     task = progress.add_task("inputs", total=len(files))
-    for path in files:
-        name = names[path]
-        renamed = f" (outputs {name}_*)" if name != path.stem else ""
+    pending: list[tuple[Path, str, Future]] = []  # the image being finished, if any
+
+    def fail(path: Path, name: str, exc: Exception) -> None:
+        errors.append(_error_line(path, exc))
+        console.print(f"[bold red]error:[/] {errors[-1]}", highlight=False, soft_wrap=True)
+        rows.append({"input": str(path), "name": name, "status": f"error: {errors[-1]}"})
+
+    def collect() -> None:
+        """Report the image in the worker (waiting for it): keeps output in input order."""
+        if not pending:
+            return
+        path, name, future = pending.pop()
         try:
-            slide = _is_slide(path)
-            if not overwrite and _outputs_exist(out, name, formats, slide):
-                console.print(f"{path}: outputs exist, skipped (--overwrite redoes them)",
-                              highlight=False, soft_wrap=True)
-                rows.append({"input": str(path), "name": name, "status": "skipped"})
-                continue
-            if slide:
-                result = segmenter.predict_slide(path, mpp=mpp, out_dir=out, formats=formats,
-                                                 progress=progress, name=name)
-                typer.echo(f"{path}: {result.num_glands} glands (slide, level {result.level}, "
-                           f"{result.working_mpp:.3f} µm/px, {result.skipped}/{result.chunks} "
-                           f"chunks without tissue){renamed}")
-                rows.append(summary_row(path, name, "slide", result.glands,
-                                        *result.dimensions, result.mpp))
-            else:
-                image = read_rgb(path)
-                result = segmenter.predict(image, mpp=mpp, progress=progress)
-                export_segmentation(result, image, out, name, formats)
-                typer.echo(f"{path}: {result.num_glands} glands{renamed}")
-                rows.append(summary_row(path, name, "image", result.glands, image.shape[1],
-                                        image.shape[0], result.mpp))
+            rows.append(future.result())
+            renamed = f" (outputs {name}_*)" if name != path.stem else ""
+            typer.echo(f"{path}: {rows[-1]['glands']} glands{renamed}")
         except (MicronetError, OSError) as exc:
-            errors.append(_error_line(path, exc))
-            console.print(f"[bold red]error:[/] {errors[-1]}", highlight=False, soft_wrap=True)
-            rows.append({"input": str(path), "name": name, "status": f"error: {errors[-1]}"})
-        finally:
+            fail(path, name, exc)
+        progress.advance(task)
+
+    def finish(path: Path, name: str, inference) -> dict:
+        result = segmenter.finish(inference)
+        image = inference.image
+        export_segmentation(result, image, out, name, formats)
+        return summary_row(path, name, "image", result.glands, image.shape[1], image.shape[0],
+                           result.mpp)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="micronet-finish") as worker:
+        for path in files:
+            name = names[path]
+            try:
+                slide = _is_slide(path)
+                if not overwrite and _outputs_exist(out, name, formats, slide):
+                    collect()
+                    console.print(f"{path}: outputs exist, skipped (--overwrite redoes them)",
+                                  highlight=False, soft_wrap=True)
+                    rows.append({"input": str(path), "name": name, "status": "skipped"})
+                elif slide:
+                    collect()
+                    result = segmenter.predict_slide(path, mpp=mpp, out_dir=out,
+                                                     formats=formats, progress=progress,
+                                                     name=name)
+                    renamed = f" (outputs {name}_*)" if name != path.stem else ""
+                    typer.echo(f"{path}: {result.num_glands} glands (slide, level "
+                               f"{result.level}, {result.working_mpp:.3f} µm/px, "
+                               f"{result.skipped}/{result.chunks} chunks without tissue)"
+                               f"{renamed}")
+                    rows.append(summary_row(path, name, "slide", result.glands,
+                                            *result.dimensions, result.mpp))
+                else:  # the network pass overlaps the previous image's finishing
+                    inference = segmenter.infer(read_rgb(path), mpp=mpp, progress=progress)
+                    collect()
+                    pending.append((path, name, worker.submit(finish, path, name, inference)))
+                    continue  # reported (and counted) when collected
+            except (MicronetError, OSError) as exc:
+                collect()
+                fail(path, name, exc)
             progress.advance(task)
+        collect()
     if rows:
         write_csv(out / "summary.csv", rows, first=SUMMARY_COLUMNS)
     return errors

@@ -23,7 +23,7 @@ import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -41,9 +41,19 @@ from .runtime import (
 )
 from .tiling import StripBlender, TileGrid, default_overlap, read_tile
 
-__all__ = ["Segmenter", "Segmentation"]
+__all__ = ["Segmenter", "Segmentation", "Inference"]
 
 MPP_TOLERANCE = 0.10  # resample when the image's µm/px differs from the model's by more
+
+
+class Inference(NamedTuple):
+    """:meth:`Segmenter.infer`'s output: class maps at the model's resolution, to finish."""
+
+    image: np.ndarray
+    maps: ClassMaps
+    probabilities: np.ndarray | None
+    factor: float  # model px per image px (1.0: not resampled)
+    mpp: float | None
 
 
 @dataclass
@@ -241,13 +251,24 @@ class Segmenter:
         Raises:
             InputError: ``image`` is not an ``(H, W, 3) uint8`` array, or ``mpp`` <= 0.
         """
+        return self.finish(self.infer(image, mpp=mpp, return_probabilities=return_probabilities,
+                                      progress=progress))
+
+    def infer(self, image: np.ndarray, *, mpp: float | None = None,
+              return_probabilities: bool = False, progress: Any = None) -> Inference:
+        """The network half of :meth:`predict` (resampling, tiles, blending); :meth:`finish`
+        is the CPU half, so a caller can post-process one image while the next is inferred."""
         check_image(image)
         factor = self.resample_factor(mpp)
         work = image if factor == 1.0 else resize_image(image, factor)
         maps, probs = self.predict_maps(work, return_probabilities=return_probabilities,
                                         progress=progress)
+        return Inference(image, maps, probs, factor, mpp)
+
+    def finish(self, inference: Inference) -> Segmentation:
+        """Gland instances and measurements from :meth:`infer`'s class maps (no model use)."""
+        image, maps, probs, factor, mpp = inference
         labels = label_glands(maps, self.postprocess)
-        del maps
         if factor != 1.0:
             labels = resize_nearest(labels, image.shape[:2])
             if probs is not None:
