@@ -2,6 +2,8 @@
 
     python scripts/ship_weights.py --weights RUN/last.safetensors --tag glas_w025 \
         --postprocess RUN/postprocess.json --notes "..." [--scores eval/metrics.json]
+    python scripts/ship_weights.py --arch micronet508 --tag glas_w025 \
+        --postprocess NEW.json [--scores eval/metrics.json] [--notes "..."]   # entry only
 
 The entry records the file's SHA-256 (checked on every load), the architecture read from the
 weights' metadata, the tuned post-processing, and (optionally) the measured Test A/B scores.
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from micronet._io import sha256_file
+from micronet._io import atomic_path, sha256_file
 from micronet.models._pretrained import weights_dir
 from micronet.models.weights_io import load_weights, save_weights
 
@@ -29,9 +31,26 @@ def scores_from_metrics(path: Path) -> dict:
                for split, v in metrics["splits"].items()}}
 
 
+def update_entry(args: argparse.Namespace) -> None:
+    """New post-processing (and scores, notes) for shipped weights, the file untouched."""
+    index_path = weights_dir() / "index.json"
+    entries = json.loads(index_path.read_text())
+    (entry,) = [e for e in entries if e["arch"] == args.arch and e["tag"] == args.tag]
+    entry["postprocess"] = json.loads(Path(args.postprocess).read_text())["postprocess"]
+    if args.scores:
+        entry["scores"] = scores_from_metrics(Path(args.scores))
+    if args.notes:
+        entry["notes"] = args.notes
+    with atomic_path(index_path) as tmp:
+        tmp.write_text(json.dumps(entries, indent=1) + "\n")
+    print(index_path, f"{args.arch}.{args.tag}: {entry['postprocess']}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--weights", required=True)
+    ap.add_argument("--weights", help="weights to ship; without it, only the entry of an "
+                    "already shipped --arch/--tag is updated (post-processing, scores, notes)")
+    ap.add_argument("--arch", default="micronet508", help="with no --weights: whose entry")
     ap.add_argument("--tag", required=True)
     ap.add_argument("--postprocess", required=True, help="postprocess.json from micronet tune")
     ap.add_argument("--scores", default=None, help="metrics.json from micronet evaluate")
@@ -39,6 +58,9 @@ def main() -> None:
     ap.add_argument("--dataset", default="GlaS (Warwick-QU 2016-07-08) train split, "
                     "reconstructed labels")
     args = ap.parse_args()
+    if args.weights is None:
+        update_entry(args)
+        return
     state, meta = load_weights(args.weights)
     arch = meta["arch"]
     target = weights_dir() / f"{arch}.{args.tag}.safetensors"

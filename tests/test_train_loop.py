@@ -212,6 +212,15 @@ def test_tune_writes_postprocess_that_segmenter_uses(pairs_dir, tmp_path):
     assert set(tuned["postprocess"]) >= {"threshold", "min_size", "contour_growth"}
     seg = Segmenter(model="micronet252", weights=run, device="cpu")
     assert seg.postprocess.__dict__ == tuned["postprocess"]
+    # every image of the split, written elsewhere: the run's own file is left alone
+    before = (run / "postprocess.json").read_text()
+    assert main(["tune", "--weights", str(run), "--data", str(pairs_dir), "--device", "cpu",
+                 "--images", "all", "--out", str(tmp_path / "all.json")]) == 0
+    assert json.loads((tmp_path / "all.json").read_text())["tuned_on"] == \
+        [f"img{i}" for i in range(4)]
+    assert (run / "postprocess.json").read_text() == before
+    assert main(["tune", "--weights", str(run), "--data", str(pairs_dir), "--images", "some"]) \
+        == 1
 
 
 def test_cli_train_writes_summary_naming_the_best_metric(pairs_dir, tmp_path):

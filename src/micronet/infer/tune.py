@@ -20,11 +20,13 @@ from .postprocess import PostprocessConfig, tune_postprocess
 __all__ = ["DEFAULT_GRID", "tune_on_images", "write_postprocess"]
 
 #: GlaS glands are large (median ~4,000 px at 0.62 µm/px), so min_size goes well above the
-#: default; thresholds and growth around the 3-px contour band of the targets.
+#: default; thresholds and growth around the 3-px contour band of the targets, reaching low
+#: thresholds and wide growth, which malignant glands (thin, irregular) need. 245 combinations,
+#: 35 labellings per image (sizes share one).
 DEFAULT_GRID: dict[str, list[Any]] = {
-    "threshold": [0.2, 0.35, 0.5, 0.65, 0.8],
-    "min_size": [100, 500, 1000, 1500, 2000, 3000],
-    "contour_growth": [3.0, 6.0, 9.0],
+    "threshold": [0.0, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8],
+    "min_size": [100, 500, 1000, 1500, 2000, 3000, 5000],
+    "contour_growth": [3.0, 6.0, 9.0, 15.0, 20.0],
 }
 
 
@@ -39,10 +41,11 @@ def tune_on_images(segmenter: Any, images: Sequence[np.ndarray], labels: Sequenc
     return tune_postprocess(maps, list(labels), grid or DEFAULT_GRID)
 
 
-def write_postprocess(folder: str | Path, config: PostprocessConfig,
+def write_postprocess(path: str | Path, config: PostprocessConfig,
                       table: Sequence[Mapping[str, Any]], names: Sequence[str]) -> Path:
-    """Write ``folder/postprocess.json``: the tuned values, the images used, and the top rows."""
-    path = Path(folder) / "postprocess.json"
+    """Write ``path`` (a run's ``postprocess.json``): the tuned values, the images used, and the
+    top rows of the grid."""
+    path = Path(path)
     record = {"postprocess": config.__dict__, "tuned_on": list(names), "table": list(table[:10])}
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(record, indent=1) + "\n")

@@ -239,8 +239,8 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
                         best = score
                         save_best()
                         # the best checkpoint's grid-tuned post-processing, until `micronet tune`
-                        write_postprocess(run_dir, validation.postprocess, validation.table,
-                                          data.val_names)
+                        write_postprocess(run_dir / "postprocess.json", validation.postprocess,
+                                          validation.table, data.val_names)
                 if dist.is_main:
                     _append_jsonl(log_path, record)
                     console.print(f"epoch {epoch + 1}/{s.epochs}: " + ", ".join(
