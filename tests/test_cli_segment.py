@@ -223,6 +223,12 @@ def test_glob_input_and_options(inputs, tmp_path, purple, weights):
     header = (out / "a_glands.csv").read_text().splitlines()[0]
     assert "area_um2" in header  # --mpp given: µm columns
     assert run(str(inputs / "*.nothing"), "--out", str(out), "--weights", weights) == 1
+    big = tmp_path / "big.json"  # a min size above every gland: nothing is left
+    big.write_text('{"min_size": 1000000}')
+    assert run(str(inputs / "a.png"), "--out", str(tmp_path / "big"), "--weights", purple,
+               "--formats", "csv", "--postprocess", str(big)) == 0
+    (row,) = csv.DictReader((tmp_path / "big" / "summary.csv").open())
+    assert row["glands"] == "0"
 
 
 def test_bad_options_are_one_line_errors(inputs, tmp_path, weights, capsys):

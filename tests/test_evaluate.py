@@ -242,7 +242,13 @@ def test_bad_option_combinations(folders, tmp_path, capsys):
     _run_fails(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--split", "testA"],
                out, capsys, "no ground-truth label files named testA_*")
     _run_fails(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--tta"], out, capsys,
-               "--tta go with --model")
+               "--tta/--postprocess go with --model")
+    bad = tmp_path / "pp.json"
+    bad.write_text('{"postprocess": {"threshold": 0.3, "min_sise": 10}}')
+    _run_fails(["evaluate", "--model", "micronet508", "--width", "0.0625", "--data",
+                str(gt_dir), "--postprocess", str(bad)], out, capsys,
+               "pp.json: not usable post-processing (unknown post-processing parameters: "
+               "min_sise)")
 
 
 def test_cli_model_path_scores_the_segmenter_output(tmp_path, synthetic_glands, capsys):
@@ -280,3 +286,18 @@ def test_cli_model_path_scores_the_segmenter_output(tmp_path, synthetic_glands, 
     assert metrics["provenance"]["tta"] is True
     split = metrics["splits"]["testA"]
     assert (split["tp"], split["fp"], split["fn"]) == (expected.tp, expected.fp, expected.fn)
+
+    pp = tmp_path / "pp.json"  # a `micronet tune --out` file: its values are used and recorded
+    pp.write_text(json.dumps({"postprocess": {"threshold": 0.2, "min_size": 7}}))
+    torch.manual_seed(0)
+    assert main([*args[:-1], str(tmp_path / "pp"), "--postprocess", str(pp)]) == 0
+    torch.manual_seed(0)
+    seg = Segmenter("micronet508", width=0.0625, device="cpu",
+                    postprocess={"threshold": 0.2, "min_size": 7})
+    expected = score_image(labels, seg.predict(image).labels)
+    metrics = json.loads((tmp_path / "pp" / "metrics.json").read_text())
+    assert metrics["provenance"]["postprocess"] == str(pp)
+    assert metrics["provenance"]["postprocess_values"] == seg.postprocess.__dict__
+    split = metrics["splits"]["testA"]
+    assert (split["tp"], split["fp"], split["fn"]) == (expected.tp, expected.fp, expected.fn)
+    assert "threshold 0.2" in (tmp_path / "pp" / "report.md").read_text()

@@ -33,20 +33,26 @@ def _splits(split: list[str] | None, extra: list[str] | None) -> list[str] | Non
 
 
 def _segmenter(model: str, weights: str | None, width: float | None, device: str,
-               tta: bool = False) -> tuple[Any, dict[str, Any]]:
+               tta: bool = False, postprocess: Path | None = None) -> tuple[Any, dict[str, Any]]:
     from ..infer import Segmenter
+    from ..infer.tune import read_postprocess
 
+    pp = read_postprocess(postprocess) if postprocess is not None else None
+    extra = {"postprocess": str(postprocess)} if postprocess is not None else {}
     path = Path(model)
     if path.exists():
         if weights is not None:
             raise MicronetError(f"--weights given with a checkpoint path ({model}); use one")
-        return (Segmenter(weights=str(path), width=width, device=device, tta=tta),
-                {"model": str(path), "width": width, "tta": tta})
+        seg = Segmenter(weights=str(path), width=width, device=device, tta=tta, postprocess=pp)
+        info = {"model": str(path), "width": width, "tta": tta, **extra}
+        return seg, {**info, "postprocess_values": seg.postprocess.__dict__}
     if weights is None:
         console.print(f"[yellow]warning:[/] {model} without --weights has random weights; its "
                       "scores only test the pipeline", highlight=False)
-    return (Segmenter(model=model, width=width, weights=weights, device=device, tta=tta),
-            {"model": model, "weights": weights, "width": width, "tta": tta})
+    seg = Segmenter(model=model, width=width, weights=weights, device=device, tta=tta,
+                    postprocess=pp)
+    info = {"model": model, "weights": weights, "width": width, "tta": tta, **extra}
+    return seg, {**info, "postprocess_values": seg.postprocess.__dict__}
 
 
 class _Quiet:
@@ -94,6 +100,10 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda[:N] | mps."),
         tta: bool = typer.Option(False, "--tta", help="With --model: average 8 flips/rotations "
                                                       "(as `segment --tta`; 8x slower)."),
+        postprocess: Path = typer.Option(
+            None, "--postprocess", dir_okay=False,
+            help="With --model: post-processing from this JSON (e.g. a `micronet tune "
+                 "--out` file) instead of the weights' own."),
         dataset_label: str = typer.Option(None, "--dataset-label",
                                           help="Name of the data in the report (default: "
                                                "from the GlaS import manifest, else 'GlaS')."),
@@ -109,12 +119,12 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                 raise MicronetError("--model needs --data (a GlaS folder with the RGB images)")
             if gt is not None or images is not None:
                 raise MicronetError("--gt/--images go with --pred; with --model use --data")
-            segmenter, info = _segmenter(model, weights, width, device, tta)
+            segmenter, info = _segmenter(model, weights, width, device, tta, postprocess)
             metrics = evaluate_model(_Quiet(segmenter), data, out, splits=splits,
                                      dataset_label=dataset_label, model_info=info)
         else:
-            if weights is not None or width is not None or tta:
-                raise MicronetError("--weights/--width/--tta go with --model")
+            if weights is not None or width is not None or tta or postprocess is not None:
+                raise MicronetError("--weights/--width/--tta/--postprocess go with --model")
             metrics = evaluate_folders(pred, gt, out, images, data_dir=data, splits=splits,
                                        dataset_label=dataset_label)
         for name, s in metrics["splits"].items():

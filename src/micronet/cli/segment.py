@@ -234,6 +234,10 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         formats: str = typer.Option("labels,overlay,geojson,csv", "--formats",
                                     help="Comma-separated outputs."),
         precision: str = typer.Option("auto", "--precision", help="auto | fp32 | bf16 | fp16"),
+        postprocess: Path = typer.Option(
+            None, "--postprocess", dir_okay=False,
+            help="Post-processing JSON (e.g. from `micronet tune --out`) instead of the "
+                 "weights' own."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Redo existing outputs."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="Hide progress bars."),
     ) -> None:
@@ -241,15 +245,18 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         and summary.csv (one row per input)."""
         from .._console import make_progress
         from ..infer import Segmenter
+        from ..infer.tune import read_postprocess
 
         chosen = _parse_formats(formats)
+        tuned = read_postprocess(postprocess) if postprocess is not None else None
         files, bad = expand_inputs(inputs)
         for line in bad:
             console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
         errors = list(bad)
         if files:
             segmenter = Segmenter(model=model, width=width, weights=weights, device=device,
-                                  batch_size=batch_size, tta=tta, precision=precision)
+                                  batch_size=batch_size, tta=tta, precision=precision,
+                                  postprocess=tuned)
             with make_progress(False if quiet else None) as progress:
                 errors += segment_files(files, out, segmenter, chosen, mpp, overwrite, progress)
         if errors:

@@ -17,7 +17,7 @@ import numpy as np
 from .._io import atomic_path
 from .postprocess import PostprocessConfig, tune_postprocess
 
-__all__ = ["DEFAULT_GRID", "tune_on_images", "write_postprocess"]
+__all__ = ["DEFAULT_GRID", "tune_on_images", "write_postprocess", "read_postprocess"]
 
 #: GlaS glands are large (median ~4,000 px at 0.62 µm/px), so min_size goes well above the
 #: default; thresholds and growth around the 3-px contour band of the targets, reaching low
@@ -50,3 +50,23 @@ def write_postprocess(path: str | Path, config: PostprocessConfig,
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(record, indent=1) + "\n")
     return path
+
+
+def read_postprocess(path: str | Path) -> PostprocessConfig:
+    """Post-processing from a ``postprocess.json`` (as :func:`write_postprocess` writes it) or
+    a JSON object of :class:`PostprocessConfig` fields.
+
+    Raises:
+        MicronetError: missing or unreadable file, or unknown / out-of-range values.
+    """
+    from ..errors import MicronetError
+
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+        values = record.get("postprocess", record) if isinstance(record, dict) else None
+        if not isinstance(values, dict):
+            raise ValueError("expected a JSON object")
+        return PostprocessConfig.from_dict(values)
+    except (OSError, ValueError, TypeError) as exc:
+        raise MicronetError(f"{path}: not usable post-processing ({exc})") from None

@@ -116,6 +116,10 @@ def render_markdown(results: Mapping[str, SplitScores], dataset_label: str,
         source += f" with weights `{provenance['weights']}`"
     if provenance.get("tta"):
         source += " with test-time augmentation (8 flips/rotations)"
+    if provenance.get("postprocess_values"):
+        values = ", ".join(f"{k} {v}" for k, v in provenance["postprocess_values"].items())
+        origin = f" from `{provenance['postprocess']}`" if provenance.get("postprocess") else ""
+        source += f"; post-processing{origin}: {values}"
     lines = [f"# Evaluation on {dataset_label}", "",
              f"Scored {source} on {', '.join(results)} ({provenance.get('created', '')}, "
              f"micronet-seg {provenance.get('micronet_version', '?')}).", "",
