@@ -185,10 +185,18 @@ def test_tune_scores_every_combination_as_labelling_and_scoring_it_would(rng):
     _, table = tune_postprocess(maps, gts, grid)
     assert len({row["f1"] for row in table}) > 2  # the grid matters on these maps
     for row in table:
-        cfg = PostprocessConfig(**{k: v for k, v in row.items() if k != "f1"})
+        cfg = PostprocessConfig(**{k: v for k, v in row.items() if k not in ("f1", "dice")})
         pairs = [(g, label_glands(m, cfg)) for m, g in zip(maps, gts, strict=True)]
-        expected = score_split(pairs).f1
-        assert row["f1"] == pytest.approx(expected)
+        expected = score_split(pairs)
+        assert row["f1"] == pytest.approx(expected.f1)
+        assert row["dice"] == pytest.approx(expected.object_dice)
+    for objective, key in (("f1", lambda r: r["f1"]), ("dice", lambda r: r["dice"]),
+                           ("f1+dice", lambda r: r["f1"] + r["dice"])):
+        best, ranked = tune_postprocess(maps, gts, grid, objective=objective)
+        assert key(ranked[0]) == pytest.approx(max(key(r) for r in table))
+        assert best.threshold == ranked[0]["threshold"]
+    with pytest.raises(ValueError, match="objective 'hd'"):
+        tune_postprocess(maps, gts, grid, objective="hd")
 
 
 def test_remove_small_keeps_order_and_renumbers():

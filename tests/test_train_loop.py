@@ -221,6 +221,13 @@ def test_tune_writes_postprocess_that_segmenter_uses(pairs_dir, tmp_path):
     assert (run / "postprocess.json").read_text() == before
     assert main(["tune", "--weights", str(run), "--data", str(pairs_dir), "--images", "some"]) \
         == 1
+    assert main(["tune", "--weights", str(run), "--data", str(pairs_dir), "--device", "cpu",
+                 "--objective", "dice", "--out", str(tmp_path / "dice.json")]) == 0
+    record = json.loads((tmp_path / "dice.json").read_text())
+    assert record["objective"] == "dice"
+    assert record["table"][0]["dice"] == max(r["dice"] for r in record["table"])
+    assert main(["tune", "--weights", str(run), "--data", str(pairs_dir), "--objective", "hd"]) \
+        == 1
 
 
 def test_cli_train_writes_summary_naming_the_best_metric(pairs_dir, tmp_path):

@@ -27,6 +27,10 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             help="holdout: the run's held-out images; all: every image of the split, held-out "
                  "and trained-on (for a hold-out too small or one-sided, e.g. GlaS's 8 images "
                  "with 1 malignant; trained-on images may flatter the model)."),
+        objective: str = typer.Option(
+            "f1", "--objective",
+            help="f1 (object F1: detection), dice (object Dice: gland shapes; keeps small "
+                 "glands) or f1+dice (their mean)."),
         device: str = typer.Option("auto", "--device"),
         write: bool = typer.Option(True, "--write/--no-write",
                                    help="Write postprocess.json beside the weights."),
@@ -48,8 +52,13 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         val_fraction = run.data.val_fraction if val_fraction is None else val_fraction
         seed = run.run.seed if seed is None else seed
         val_split = run.data.val_split if val_split is None else val_split
+        from ..infer.postprocess import TUNE_OBJECTIVES
+
         if images not in ("holdout", "all"):
             raise MicronetError(f"--images {images!r}: expected holdout or all")
+        if objective not in TUNE_OBJECTIVES:
+            raise MicronetError(f"--objective {objective!r}: expected "
+                                f"{', '.join(TUNE_OBJECTIVES)}")
         dataset = open_dataset(data, split)
         _, val_names = validation_split(dataset, val_fraction, seed, val_split, data)
         if images == "all":
@@ -60,17 +69,17 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         items = [dataset[index[n]] for n in val_names]
         segmenter = Segmenter(weights=weights, device=device, postprocess={})
         best, table = tune_on_images(segmenter, [it["image"] for it in items],
-                                     [it["labels"] for it in items])
+                                     [it["labels"] for it in items], objective=objective)
         for row in table[:5]:
             typer.echo("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                  for k, v in row.items()))
         kind = "held-out" if images == "holdout" else f"{split} (held-out and trained-on)"
         typer.echo(f"best on {len(val_names)} {kind} images: {best.__dict__}")
         if out is not None:
-            typer.echo(str(write_postprocess(out, best, table, val_names)))
+            typer.echo(str(write_postprocess(out, best, table, val_names, objective)))
         elif write:
             typer.echo(str(write_postprocess(folder / "postprocess.json", best, table,
-                                             val_names)))
+                                             val_names, objective)))
 
 
 def _run_config(folder: Path):

@@ -31,22 +31,24 @@ DEFAULT_GRID: dict[str, list[Any]] = {
 
 
 def tune_on_images(segmenter: Any, images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
-                   grid: Mapping[str, Sequence[Any]] | None = None,
+                   grid: Mapping[str, Sequence[Any]] | None = None, objective: str = "f1",
                    ) -> tuple[PostprocessConfig, list[dict[str, Any]]]:
     """Predict class maps with ``segmenter`` and grid-search its post-processing.
 
     Returns ``(best, table)`` as :func:`~micronet.infer.postprocess.tune_postprocess` does.
     """
     maps = [segmenter.predict_maps(image, progress=False)[0] for image in images]
-    return tune_postprocess(maps, list(labels), grid or DEFAULT_GRID)
+    return tune_postprocess(maps, list(labels), grid or DEFAULT_GRID, objective=objective)
 
 
 def write_postprocess(path: str | Path, config: PostprocessConfig,
-                      table: Sequence[Mapping[str, Any]], names: Sequence[str]) -> Path:
-    """Write ``path`` (a run's ``postprocess.json``): the tuned values, the images used, and the
-    top rows of the grid."""
+                      table: Sequence[Mapping[str, Any]], names: Sequence[str],
+                      objective: str = "f1") -> Path:
+    """Write ``path`` (a run's ``postprocess.json``): the tuned values, what they maximise, the
+    images used, and the top rows of the grid."""
     path = Path(path)
-    record = {"postprocess": config.__dict__, "tuned_on": list(names), "table": list(table[:10])}
+    record = {"postprocess": config.__dict__, "objective": objective, "tuned_on": list(names),
+              "table": list(table[:10])}
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(record, indent=1) + "\n")
     return path
