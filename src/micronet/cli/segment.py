@@ -158,8 +158,7 @@ def segment_files(files: list[Path], out: Path, segmenter, formats: tuple[str, .
         path, name, future = pending.pop()
         try:
             rows.append(future.result())
-            renamed = f" (outputs {name}_*)" if name != path.stem else ""
-            typer.echo(f"{path}: {rows[-1]['glands']} glands{renamed}")
+            typer.echo(f"{path}: {rows[-1]['glands']} glands{_renamed(path, name)}")
         except (MicronetError, OSError) as exc:
             fail(path, name, exc)
         progress.advance(task)
@@ -186,11 +185,10 @@ def segment_files(files: list[Path], out: Path, segmenter, formats: tuple[str, .
                     result = segmenter.predict_slide(path, mpp=mpp, out_dir=out,
                                                      formats=formats, progress=progress,
                                                      name=name)
-                    renamed = f" (outputs {name}_*)" if name != path.stem else ""
                     typer.echo(f"{path}: {result.num_glands} glands (slide, level "
                                f"{result.level}, {result.working_mpp:.3f} µm/px, "
                                f"{result.skipped}/{result.chunks} chunks without tissue)"
-                               f"{renamed}")
+                               f"{_renamed(path, name)}")
                     rows.append(summary_row(path, name, "slide", result.glands,
                                             *result.dimensions, result.mpp))
                 else:  # the network pass overlaps the previous image's finishing
@@ -206,6 +204,11 @@ def segment_files(files: list[Path], out: Path, segmenter, formats: tuple[str, .
     if rows:
         write_csv(out / "summary.csv", rows, first=SUMMARY_COLUMNS)
     return errors
+
+
+def _renamed(path: Path, name: str) -> str:
+    """Tells where outputs went when the name had to differ from the file's stem."""
+    return f" (outputs {name}_*)" if name != path.stem else ""
 
 
 def _error_line(path: Path, exc: Exception) -> str:
