@@ -3,8 +3,9 @@
 # Results go to $OUT: fp16 weight shards (< 16 MiB each) and meta.tar (logs, config, figures).
 #
 # The device accepts 64 MiB of working tree: the shipped weights (57 MB) plus the training pack
-# (56 MB) do not fit, so move src/micronet/models/weights/*.safetensors out of the tree for the
-# call (the run does not need them) and carry .pack/glas_train (`micronet data pack`).
+# (56 MB) do not fit. `scripts/device_carry.sh prepare GLAS_ZIP` packs the training split into
+# .pack/glas_train (carry it) and parks the shipped weights outside the tree; `... restore`
+# puts them back after the device calls.
 #   first part:          MINUTES=8 BUDGET=16 TRAIN_ONLY=1 scripts/gpu_session.sh
 #   next part, same warm machine:  RESUME=1 MINUTES=7 EXPORT=best TRAIN_ONLY=1 scripts/gpu_session.sh
 set -u
