@@ -148,6 +148,28 @@ def test_unknown_model_and_bad_width():
         create("micronet508", width=0)
 
 
+def test_nearest_upsample_init_upsamples_without_a_stride_grid():
+    """With ``upsample_init="nearest"`` every stride-k upsampling layer starts as a 1×1 conv
+    followed by nearest upsampling: constant k×k blocks, no stride-grid pattern."""
+    torch.manual_seed(0)
+    model = create("micronet508", width=SMALL, upsample_init="nearest")
+    ups = [m for m in model.modules()
+           if isinstance(m, torch.nn.ConvTranspose2d) and m.stride[0] > 1]
+    assert sorted({m.stride[0] for m in ups}) == [2, 4, 8]
+    for layer in ups:
+        k = layer.stride[0]
+        out = layer(torch.randn(1, layer.in_channels, 5, 5))
+        blocks = out.unflatten(2, (5, k)).unflatten(4, (5, k))  # (1, C, 5, k, 5, k)
+        torch.testing.assert_close(blocks, blocks[:, :, :, :1, :, :1].expand_as(blocks))
+    torch.manual_seed(0)
+    glorot = create("micronet508", width=SMALL)
+    up = next(m for m in glorot.modules() if isinstance(m, torch.nn.ConvTranspose2d)
+              and m.stride[0] > 1)
+    assert not torch.equal(up.weight[:, :, 0, 0], up.weight[:, :, 1, 1])  # the default differs
+    with pytest.raises(ValueError, match="upsample_init"):
+        create("micronet508", width=SMALL, upsample_init="bilinear")
+
+
 def test_unknown_pretrained_lists_known():
     from micronet.errors import MicronetError
 

@@ -26,6 +26,12 @@ from .heads import Heads
 __all__ = ["MicroNet", "MicroNetSpec", "MicroNetOutput", "micronet508", "micronet252",
            "micronet508_minus"]
 
+#: How stride-k k×k transposed convolutions start: ``glorot`` like every layer (each of the k×k
+#: output positions gets its own random weights, the Keras default), or ``nearest`` (the same
+#: weights at every position: nearest upsampling of a 1×1 conv, no stride-grid artefacts at
+#: the start; Aitken et al. 2017). The paper does not give its initialisation.
+UPSAMPLE_INITS = ("glorot", "nearest")
+
 
 class MicroNetOutput(NamedTuple):
     """Training-mode output: main logits and the three auxiliary logits, each ``(B, C, S, S)``."""
@@ -86,8 +92,13 @@ class MicroNet(nn.Module):
     """
 
     def __init__(self, spec: MicroNetSpec, width: float = 1.0, num_classes: int = 3,
-                 dropout: float = 0.5, in_channels: int = 3, name: str = "micronet") -> None:
+                 dropout: float = 0.5, in_channels: int = 3, name: str = "micronet",
+                 upsample_init: str = "glorot") -> None:
         super().__init__()
+        if upsample_init not in UPSAMPLE_INITS:
+            raise ValueError(f"upsample_init must be one of {', '.join(UPSAMPLE_INITS)}, "
+                             f"got {upsample_init!r}")
+        self.upsample_init = upsample_init
         if width <= 0:
             raise ValueError(f"width must be > 0, got {width}")
         if num_classes < 1:
@@ -123,6 +134,12 @@ class MicroNet(nn.Module):
                 nn.init.xavier_uniform_(m.weight)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+            if (self.upsample_init == "nearest" and isinstance(m, nn.ConvTranspose2d)
+                    and m.stride[0] > 1 and tuple(m.kernel_size) == tuple(m.stride)):
+                # every k×k output position starts with the same weights: a 1×1 conv followed by
+                # nearest upsampling, so the stride grid does not print on the output
+                with torch.no_grad():
+                    m.weight.copy_(m.weight[:, :, :1, :1].expand_as(m.weight))
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute block activations in the backward pass: much less memory, ~30 % more time."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MicronetError
+from ..models.micronet import UPSAMPLE_INITS
 
 __all__ = ["ModelConfig", "DataConfig", "ScheduleConfig", "RunConfig", "TrainConfig",
            "load_config", "apply_overrides"]
@@ -23,7 +24,8 @@ __all__ = ["ModelConfig", "DataConfig", "ScheduleConfig", "RunConfig", "TrainCon
 BEST_METRICS = ("val_f1_tuned", "val_f1", "val_dice", "val_pixel_f1")
 #: How ``data.val_split`` may hold images out.
 VAL_SPLITS = ("random", "grade")
-_CHOICES = {"data.val_split": VAL_SPLITS, "schedule.optimizer": ("adam", "sgd"),
+_CHOICES = {"model.upsample_init": UPSAMPLE_INITS, "data.val_split": VAL_SPLITS,
+            "schedule.optimizer": ("adam", "sgd"),
             "run.precision": ("auto", "bf16", "fp32", "fp16"), "run.best_metric": BEST_METRICS}
 
 
@@ -37,6 +39,7 @@ class ModelConfig:
     dropout: float = 0.5  # the paper's dropout before the auxiliary and fused classifiers
     grad_checkpointing: bool = False  # recompute activations: full width at batch 1 in < 12 GB
     init: str = ""  # start from weights: a shipped tag ("glas"), .safetensors file or run folder
+    upsample_init: str = "glorot"  # glorot | nearest: how stride-k upsampling layers start
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,8 @@ class TrainResult:
 def _check_model(config: TrainConfig) -> torch.nn.Module:
     try:
         model = create(config.model.name, width=config.model.width,
-                       num_classes=config.model.num_classes, dropout=config.model.dropout)
+                       num_classes=config.model.num_classes, dropout=config.model.dropout,
+                       upsample_init=config.model.upsample_init)
     except ValueError as exc:
         raise MicronetError(f"model: {exc}") from None
     if config.model.init:
