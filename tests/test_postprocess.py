@@ -199,6 +199,25 @@ def test_tune_scores_every_combination_as_labelling_and_scoring_it_would(rng):
         tune_postprocess(maps, gts, grid, objective="hd")
 
 
+def test_foreground_seeds_drop_seeds_the_network_calls_background(rng):
+    probs = np.zeros((3, 40, 40), np.float32)
+    probs[0], probs[1] = 0.7, 0.3  # p_gland 0.3 everywhere: background wins, yet 0.3 > 0.1
+    probs[:, 10:30, 10:30] = np.array([0.1, 0.9, 0.0])[:, None, None]  # one real gland
+    loose = PostprocessConfig(threshold=0.1, contour_growth=0, min_size=1)
+    assert label_glands(probs, loose).max() == 1 and (label_glands(probs, loose) > 0).all()
+    strict = label_glands(probs, PostprocessConfig(threshold=0.1, contour_growth=0, min_size=1,
+                                                   foreground_seeds=True))
+    assert strict.max() == 1 and (strict > 0).sum() == 400
+    # at threshold >= foreground threshold a seed is always foreground: no difference
+    noisy = rng.dirichlet([1, 1, 1], size=(60, 60)).transpose(2, 0, 1).astype(np.float32)
+    for t in (0.5, 0.7):
+        base = PostprocessConfig(threshold=t, min_size=1)
+        np.testing.assert_array_equal(
+            label_glands(noisy, base),
+            label_glands(noisy, PostprocessConfig(threshold=t, min_size=1,
+                                                  foreground_seeds=True)))
+
+
 def test_remove_small_keeps_order_and_renumbers():
     labels = np.array([[3, 3, 0, 5], [3, 0, 7, 7], [0, 0, 7, 7]], np.int32)
     assert remove_small(labels, 3).tolist() == [[1, 1, 0, 0], [1, 0, 2, 2], [0, 0, 2, 2]]

@@ -3,9 +3,10 @@
 Pipeline (:func:`label_glands`), on a compact map (``uint8`` probability ×255 of *gland* and
 *contour*, 2 bytes per pixel, so a 10k×10k image never needs a float map):
 
-1. **seeds**: interior evidence ``p_gland − p_contour > threshold``. The training targets mark a
-   3 px band on the inner side of each gland as contour (``micronet.data.targets``), so touching
-   glands are split by the contour between their cores.
+1. **seeds**: interior evidence ``p_gland − p_contour > threshold`` (and, with
+   ``foreground_seeds``, foreground as in step 4). The training targets mark a 3 px band on the
+   inner side of each gland as contour (``micronet.data.targets``), so touching glands are split
+   by the contour between their cores.
 2. **instances**: 4-connected seed components get ids.
 3. **holes**: a hole enclosed by one seed, up to ``max_hole_size`` px, joins that seed (lumens are
    part of a GlaS gland; ``None`` fills every enclosed hole); holes bordered by several seeds stay.
@@ -45,6 +46,10 @@ class PostprocessConfig:
         min_size: instances smaller than this (px) are removed.
         fill_holes: fill enclosed holes of the seeds (gland lumens).
         max_hole_size: largest hole (px) that is filled; ``None`` = any size.
+        foreground_seeds: seeds must also be foreground (``p_gland + p_contour >
+            foreground_threshold``). Below ``threshold`` 0.5 a pixel the network calls background
+            can otherwise seed a gland (p_gland 0.3, background 0.7). ``micronet tune`` sets
+            it; the default ``False`` keeps configurations tuned before it behaving as they did.
     """
 
     threshold: float = 0.5
@@ -53,6 +58,7 @@ class PostprocessConfig:
     min_size: int = 100
     fill_holes: bool = True
     max_hole_size: int | None = None
+    foreground_seeds: bool = False
 
     def __post_init__(self) -> None:
         if not -1.0 <= self.threshold < 1.0:
@@ -113,8 +119,10 @@ def _seed_mask(maps: ClassMaps, cfg: PostprocessConfig) -> np.ndarray:
     mask = np.empty(maps.shape, bool)
     t = _u8(cfg.threshold)
     for r in range(0, h, _BLOCK_ROWS):
-        g = maps.gland[r:r + _BLOCK_ROWS].astype(np.int16)
-        mask[r:r + _BLOCK_ROWS] = g - maps.contour[r:r + _BLOCK_ROWS] > t
+        rows = slice(r, r + _BLOCK_ROWS)
+        mask[rows] = maps.gland[rows].astype(np.int16) - maps.contour[rows] > t
+        if cfg.foreground_seeds:
+            mask[rows] &= _foreground(maps, rows, cfg)
     return mask
 
 

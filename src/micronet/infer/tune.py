@@ -30,6 +30,10 @@ DEFAULT_GRID: dict[str, list[Any]] = {
 }
 
 
+#: What tuning starts from: seeds only where the network sees foreground.
+TUNE_BASE = PostprocessConfig(foreground_seeds=True)
+
+
 def tune_on_images(segmenter: Any, images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                    grid: Mapping[str, Sequence[Any]] | None = None, objective: str = "f1",
                    ) -> tuple[PostprocessConfig, list[dict[str, Any]]]:
@@ -38,7 +42,8 @@ def tune_on_images(segmenter: Any, images: Sequence[np.ndarray], labels: Sequenc
     Returns ``(best, table)`` as :func:`~micronet.infer.postprocess.tune_postprocess` does.
     """
     maps = [segmenter.predict_maps(image, progress=False)[0] for image in images]
-    return tune_postprocess(maps, list(labels), grid or DEFAULT_GRID, objective=objective)
+    return tune_postprocess(maps, list(labels), grid or DEFAULT_GRID, base=TUNE_BASE,
+                            objective=objective)
 
 
 def write_postprocess(path: str | Path, config: PostprocessConfig,

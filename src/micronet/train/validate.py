@@ -43,6 +43,7 @@ def validate(model: torch.nn.Module, images: Sequence[np.ndarray], labels: Seque
     F1 on held-out images, with the same tiled inference as ``micronet segment``."""
     from ..infer import Segmenter
     from ..infer.postprocess import label_glands, tune_postprocess
+    from ..infer.tune import TUNE_BASE
     from ..metrics import score_split
 
     was_training = model.training
@@ -52,7 +53,7 @@ def validate(model: torch.nn.Module, images: Sequence[np.ndarray], labels: Seque
     model.train(was_training)
     scores = score_split([(gt, label_glands(m, seg.postprocess))
                           for gt, m in zip(labels, maps, strict=True)])
-    best, table = tune_postprocess(maps, list(labels), VALIDATION_GRID, base=seg.postprocess)
+    best, table = tune_postprocess(maps, list(labels), VALIDATION_GRID, base=TUNE_BASE)
     return Validation(
         scores={"val_f1": float(scores.f1), "val_f1_tuned": table[0]["f1"],
                 "val_dice": float(scores.object_dice),
