@@ -12,8 +12,8 @@ from micronet.infer.postprocess import (
     label_glands,
     measure_glands,
     remove_small,
-    tune_postprocess,
 )
+from micronet.infer.tune import tune_postprocess
 
 
 def one_hot(classes: np.ndarray) -> np.ndarray:

@@ -52,7 +52,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         val_fraction = run.data.val_fraction if val_fraction is None else val_fraction
         seed = run.run.seed if seed is None else seed
         val_split = run.data.val_split if val_split is None else val_split
-        from ..infer.postprocess import TUNE_OBJECTIVES
+        from ..infer.tune import TUNE_OBJECTIVES
 
         if images not in ("holdout", "all"):
             raise MicronetError(f"--images {images!r}: expected holdout or all")

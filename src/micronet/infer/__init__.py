@@ -5,10 +5,10 @@ from .postprocess import (
     PostprocessConfig,
     label_glands,
     measure_glands,
-    tune_postprocess,
 )
 from .runtime import load_weights_file
 from .segmenter import Segmentation, Segmenter
+from .tune import tune_postprocess
 
 __all__ = ["Segmenter", "Segmentation", "PostprocessConfig", "ClassMaps", "label_glands",
            "measure_glands", "tune_postprocess", "load_weights_file"]

@@ -1,4 +1,5 @@
-"""Gland instances from Micro-Net's three-class output, per-gland measurements, and tuning.
+"""Gland instances from Micro-Net's three-class output and per-gland measurements (tuning: see
+``micronet.infer.tune``).
 
 Pipeline (:func:`label_glands`), on a compact map (``uint8`` probability ×255 of *gland* and
 *contour*, 2 bytes per pixel, so a 10k×10k image never needs a float map):
@@ -20,16 +21,14 @@ Pipeline (:func:`label_glands`), on a compact map (``uint8`` probability ×255 o
 from __future__ import annotations
 
 import dataclasses
-import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["PostprocessConfig", "ClassMaps", "label_glands", "remove_small", "measure_glands",
-           "tune_postprocess", "TUNE_OBJECTIVES"]
+__all__ = ["PostprocessConfig", "ClassMaps", "label_glands", "remove_small", "measure_glands"]
 
 _BLOCK_ROWS = 1024  # row block for element-wise passes over large maps
 
@@ -334,70 +333,3 @@ def measure_glands(labels: np.ndarray, image: np.ndarray | None = None,
                        area_um2=round(area * mpp**2, 2), perimeter_um=round(perim * mpp, 2))
         rows.append(row)
     return rows
-
-
-#: What :func:`tune_postprocess` can maximise: pooled object F1, pooled object Dice, or their mean.
-TUNE_OBJECTIVES = ("f1", "dice", "f1+dice")
-
-
-def tune_postprocess(probabilities_list: Sequence[ClassMaps | np.ndarray],
-                     labels_list: Sequence[np.ndarray],
-                     grid: Mapping[str, Sequence[Any]],
-                     base: PostprocessConfig | None = None,
-                     objective: str = "f1",
-                     ) -> tuple[PostprocessConfig, list[dict[str, Any]]]:
-    """Grid-search post-processing parameters for the best pooled GlaS score.
-
-    Combinations that differ only in ``min_size`` share one labelling (the size filter is the
-    last step), and only the object matching is computed (no Hausdorff distances), so a grid
-    costs a fraction of labelling and fully scoring every combination.
-
-    Args:
-        probabilities_list: per image, ``(3, H, W)`` probabilities or :class:`ClassMaps`
-            (e.g. predictions on the validation split).
-        labels_list: the matching ground-truth instance maps.
-        grid: parameter name → values to try, e.g. ``{"threshold": [0.3, 0.5],
-            "min_size": [50, 100]}``; other parameters come from ``base``.
-        base: starting configuration (default :class:`PostprocessConfig`).
-        objective: ``"f1"`` (object F1: detection, the GlaS headline), ``"dice"`` (object Dice:
-            per-gland shape, which favours keeping small glands) or ``"f1+dice"`` (their mean).
-
-    Returns:
-        ``(best_config, table)``; ``table`` has one dict per combination (its parameters,
-        ``f1`` and ``dice``), best first. Ties keep the earlier combination in grid order.
-    """
-    if len(probabilities_list) != len(labels_list):
-        raise ValueError(f"{len(probabilities_list)} predictions for {len(labels_list)} labels")
-    if not grid:
-        raise ValueError("empty grid")
-    if objective not in TUNE_OBJECTIVES:
-        raise ValueError(f"objective {objective!r}: expected one of {', '.join(TUNE_OBJECTIVES)}")
-    from ..metrics.glas import pooled_f1_dice
-    from ..metrics.matching import matching
-
-    base = base or PostprocessConfig()
-    maps = [m if isinstance(m, ClassMaps) else ClassMaps.from_probabilities(m)
-            for m in probabilities_list]
-    names = list(grid)
-    configs = [dataclasses.replace(base, **dict(zip(names, values, strict=True)))
-               for values in itertools.product(*(grid[n] for n in names))]
-    unfiltered: dict[PostprocessConfig, list[np.ndarray]] = {}
-    table = []
-    for cfg in configs:
-        key = dataclasses.replace(cfg, min_size=0)
-        if key not in unfiltered:
-            unfiltered[key] = [label_glands(m, key) for m in maps]
-        f1, dice = pooled_f1_dice([matching(gt, remove_small(labels, cfg.min_size))
-                                   for gt, labels in zip(labels_list, unfiltered[key],
-                                                         strict=True)])
-        table.append({**{n: getattr(cfg, n) for n in names}, "f1": float(f1),
-                      "dice": float(dice), "_config": cfg})
-
-    def score(row: dict[str, Any]) -> float:
-        return {"f1": row["f1"], "dice": row["dice"],
-                "f1+dice": (row["f1"] + row["dice"]) / 2}[objective]
-
-    order = sorted(range(len(table)), key=lambda i: (-score(table[i]), i))
-    best = table[order[0]]["_config"]
-    rows = [{k: v for k, v in table[i].items() if k != "_config"} for i in order]
-    return best, rows

@@ -42,8 +42,8 @@ def validate(model: torch.nn.Module, images: Sequence[np.ndarray], labels: Seque
     """Object F1 (default and tuned post-processing), object Dice, object Hausdorff and pixel
     F1 on held-out images, with the same tiled inference as ``micronet segment``."""
     from ..infer import Segmenter
-    from ..infer.postprocess import label_glands, tune_postprocess
-    from ..infer.tune import TUNE_BASE
+    from ..infer.postprocess import label_glands
+    from ..infer.tune import TUNE_BASE, tune_postprocess
     from ..metrics import score_split
 
     was_training = model.training
