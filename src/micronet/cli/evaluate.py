@@ -38,21 +38,22 @@ def _segmenter(model: str, weights: str | None, width: float | None, device: str
     from ..infer.tune import read_postprocess
 
     pp = read_postprocess(postprocess) if postprocess is not None else None
-    extra = {"postprocess": str(postprocess)} if postprocess is not None else {}
-    path = Path(model)
-    if path.exists():
+    common = {"width": width, "device": device, "tta": tta, "postprocess": pp}
+    if Path(model).exists():
         if weights is not None:
             raise MicronetError(f"--weights given with a checkpoint path ({model}); use one")
-        seg = Segmenter(weights=str(path), width=width, device=device, tta=tta, postprocess=pp)
-        info = {"model": str(path), "width": width, "tta": tta, **extra}
-        return seg, {**info, "postprocess_values": seg.postprocess.__dict__}
-    if weights is None:
-        console.print(f"[yellow]warning:[/] {model} without --weights has random weights; its "
-                      "scores only test the pipeline", highlight=False)
-    seg = Segmenter(model=model, width=width, weights=weights, device=device, tta=tta,
-                    postprocess=pp)
-    info = {"model": model, "weights": weights, "width": width, "tta": tta, **extra}
-    return seg, {**info, "postprocess_values": seg.postprocess.__dict__}
+        seg = Segmenter(weights=str(Path(model)), **common)
+        info: dict[str, Any] = {"model": str(Path(model))}
+    else:
+        if weights is None:
+            console.print(f"[yellow]warning:[/] {model} without --weights has random weights; "
+                          "its scores only test the pipeline", highlight=False)
+        seg = Segmenter(model=model, weights=weights, **common)
+        info = {"model": model, "weights": weights}
+    info.update(width=width, tta=tta, postprocess_values=seg.postprocess.__dict__)
+    if postprocess is not None:
+        info["postprocess"] = str(postprocess)
+    return seg, info
 
 
 class _Quiet:
