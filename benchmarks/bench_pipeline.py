@@ -4,7 +4,7 @@
 
 Segments the bundled GlaS sample tiles (``copies`` times each) into all four outputs twice in
 one run: (a) a plain loop, read → ``Segmenter.predict`` → export, one image at a time, and
-(b) ``micronet.cli.segment.segment_files``, where post-processing and export of an image run in
+(b) ``micronet.infer.batch.segment_files``, where post-processing and export of an image run in
 a worker thread while the next image is inferred, with the shipped width-0.25 weights. Labels
 must be identical. On a CPU the network pass takes ~95 % of the time and both use the same
 cores, so expect no gain there; the overlap is for GPUs, where the network pass is short.
@@ -38,9 +38,9 @@ def main() -> None:
 
     from micronet._console import make_progress
     from micronet._io import read_labels
-    from micronet.cli.segment import segment_files
     from micronet.data.bundled import list_samples, sample_paths
     from micronet.infer import Segmenter
+    from micronet.infer.batch import segment_files
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--copies", type=int, default=3)

@@ -90,7 +90,7 @@ def test_same_file_names_in_different_folders_get_distinct_outputs(inputs, tmp_p
 
 
 def test_output_names_are_stems_unless_they_collide(tmp_path):
-    from micronet.cli.segment import output_names
+    from micronet.infer.batch import output_names
 
     a, b, c = tmp_path / "x" / "s1.png", tmp_path / "y" / "s1.png", tmp_path / "x" / "s2.png"
     assert output_names([a, b, c]) == {a: "x_s1", b: "y_s1", c: "s2"}
@@ -262,3 +262,21 @@ def test_bench_segment_tiny(capsys):
     assert "MPx/s" in lines[0] and len(lines) == 3
     assert "segmenter" in lines[1] and "plain loop" in lines[2]
     assert lines[1].strip().endswith("x")  # speed ratio against the plain loop
+
+
+def test_library_segments_a_folder_like_the_cli(inputs, tmp_path, purple):
+    """`micronet.infer.batch.segment_inputs` is the pipeline behind the command: same outputs."""
+    from micronet.infer import Segmenter
+    from micronet.infer.batch import segment_inputs
+
+    cli_out, api_out = tmp_path / "cli", tmp_path / "api"
+    assert run(str(inputs), "--out", str(cli_out), "--weights", purple, "--device", "cpu") == 0
+    lines: list[str] = []
+    errors = segment_inputs([inputs, tmp_path / "missing.png"], api_out,
+                            Segmenter(weights=purple, device="cpu"), echo=lines.append)
+    assert errors == [f"{tmp_path / 'missing.png'}: file not found"]
+    assert [line.split(":")[0] for line in lines] == [str(inputs / "a.png"), str(inputs / "b.jpg")]
+    for name in ("a", "b"):
+        assert np.array_equal(read_labels(api_out / f"{name}_labels.png"),
+                              read_labels(cli_out / f"{name}_labels.png"))
+    assert (api_out / "summary.csv").read_text() == (cli_out / "summary.csv").read_text()
