@@ -25,5 +25,5 @@ def test_console_script_exit_status(tmp_path):
                          capture_output=True, text=True)
     assert run.returncode == 1
     lines = [line for line in run.stderr.splitlines() if line.strip()]
-    assert len(lines) <= 2 and "training data folder not found" in run.stderr
+    assert len(lines) <= 2 and "data folder not found" in run.stderr
     assert not (tmp_path / "run" / "last.pt").exists()

@@ -151,8 +151,10 @@ def test_preview_from_an_imported_folder(tmp_path, synthetic_glands) -> None:
 
 
 def test_preview_missing_folder_is_a_clear_error(tmp_path) -> None:
-    with pytest.raises(InputError, match="train/images"):
+    with pytest.raises(InputError, match="nowhere: data folder not found"):
         save_preview(tmp_path / "nowhere", tmp_path / "p.png")
+    with pytest.raises(InputError, match="train/images"):
+        save_preview(tmp_path, tmp_path / "p.png")
     assert not (tmp_path / "p.png").exists()
 
 

@@ -93,7 +93,7 @@ def test_existing_run_and_bad_config_are_clear_errors(pairs_dir, tmp_path):
     with pytest.raises(MicronetError, match="crop_size=508 but micronet252 takes 252"):
         train(tiny_config(pairs_dir, tmp_path / "x",
                           **{"data.crop_size": "508", "data.patch_size": "600"}), progress=False)
-    with pytest.raises(MicronetError, match="training data folder not found"):
+    with pytest.raises(MicronetError, match="data folder not found"):
         train(tiny_config(tmp_path / "nowhere", tmp_path / "y"), progress=False)
     with pytest.raises(MicronetError, match="model.width=0.0: must be > 0"):
         train(tiny_config(pairs_dir, tmp_path / "z", **{"model.width": "0"}), progress=False)

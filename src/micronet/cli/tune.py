@@ -42,10 +42,11 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         Never tune on Test A/B: the held-out images are the ones training validated on (read
         from the run's config.json when WEIGHTS is a run folder or sits in one).
         """
+        from ..data.folders import open_dataset
         from ..errors import MicronetError
         from ..infer import Segmenter
         from ..infer.tune import tune_on_images, write_postprocess
-        from ..train.data import open_dataset, validation_split
+        from ..train.data import validation_split
 
         folder = weights if weights.is_dir() else weights.parent
         run = _run_config(folder)

@@ -8,7 +8,6 @@ size (GlaS is mostly 775x522 but not all), so training crops patches before batc
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
@@ -18,12 +17,10 @@ from torch.utils.data import Dataset
 
 from .._io import read_labels, read_rgb
 from ..errors import InputError, MicronetError
+from .folders import IMAGE_SUFFIXES, list_images, natural_key
 from .verify import GLAS_SPLITS, read_manifest
 
 __all__ = ["GlaSSample", "GlaSDataset", "ImageFolderDataset", "train_val_split"]
-
-IMAGE_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".webp", ".jpg", ".jpeg")
-
 
 class GlaSSample(TypedDict):
     """One image with its instance labels."""
@@ -116,11 +113,12 @@ class ImageFolderDataset(Dataset):
                                 + (f"; and {len(unpaired) - 5} more" if len(unpaired) > 5 else ""))
         if not images:
             raise MicronetError(f"{self.images_dir}: no images ({', '.join(IMAGE_SUFFIXES)})")
-        self.pairs = [(stem, images[stem], labels[stem]) for stem in sorted(images)]
+        self.pairs = [(stem, images[stem], labels[stem])
+                      for stem in sorted(images, key=natural_key)]
 
     @property
     def names(self) -> list[str]:
-        """Image stems in dataset order (sorted)."""
+        """Image stems in dataset order (natural order: ``a_2`` before ``a_10``)."""
         return [stem for stem, _, _ in self.pairs]
 
     def __len__(self) -> int:
@@ -139,12 +137,8 @@ class ImageFolderDataset(Dataset):
 
 
 def _by_stem(folder: Path, suffix: str) -> dict[str, Path]:
-    if not folder.is_dir():
-        raise MicronetError(f"{folder}: folder not found")
     found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
+    for path in list_images(folder):
         if not path.stem.endswith(suffix):
             continue
         stem = path.stem[: len(path.stem) - len(suffix)]
@@ -170,7 +164,7 @@ def train_val_split(names: Sequence[str], val_fraction: float = 0.1, seed: int =
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    ordered = sorted(names, key=_natural_key)
+    ordered = sorted(names, key=natural_key)
     if len(set(ordered)) != len(ordered):
         raise ValueError("train_val_split: duplicate names")
     if val_fraction == 0.0:
@@ -197,7 +191,3 @@ def train_val_split(names: Sequence[str], val_fraction: float = 0.1, seed: int =
     val = [n for n in ordered if n in chosen]
     train = [n for n in ordered if n not in chosen]
     return train, val
-
-
-def _natural_key(name: str) -> tuple[Any, ...]:
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))

@@ -44,7 +44,7 @@ from .verify import (
     ReleaseProblems,
     decode_labels,
     decode_rgb,
-    find_pairs,
+    find_release_pairs,
     parse_grades,
     read_manifest,
     sha256_bytes,
@@ -245,7 +245,7 @@ def _open_zip(path: Path, location: str,
 def _build(release: _Release, build: Path, source_info: dict[str, Any], counts: dict[str, int],
            workers: int | None, progress: bool | None) -> dict[str, Any]:
     """Convert every complete pair into ``build``; collect problems instead of stopping early."""
-    pairs, problems = find_pairs(release.readers, counts)
+    pairs, problems = find_release_pairs(release.readers, counts)
     if not pairs and not problems:
         problems.append(f"{release.location}: no GlaS files (train_N.bmp, testA_N_anno.bmp, ...)")
     grade_name = next((n for n in release.readers if n.lower() == GRADE_FILE), None)

@@ -16,7 +16,7 @@ import torch
 from .._io import atomic_path
 from ..errors import InputError
 from .augment import DISTORTIONS
-from .datasets import GlaSDataset, ImageFolderDataset
+from .folders import open_dataset
 from .sampling import PatchSampler, SamplingConfig
 
 __all__ = ["save_preview"]
@@ -24,16 +24,6 @@ __all__ = ["save_preview"]
 _CLASS_COLOURS = ("#d9d9d9", "#4daf4a", "#e41a1c")  # background, gland, contour
 _DIHEDRAL_NAMES = ("", "rot90", "rot180", "rot270", "flip-lr", "anti-transpose", "flip-ud",
                    "transpose")  # augment.dihedral's elements 0..7
-
-
-def _open_split(data_dir: Path, split: str) -> GlaSDataset | ImageFolderDataset:
-    """An imported GlaS folder (with manifest), or any ``split/images`` + ``split/labels``."""
-    if (data_dir / "manifest.json").is_file():
-        return GlaSDataset(data_dir, split)
-    if not (data_dir / split / "images").is_dir():
-        raise InputError(f"{data_dir}: no {split}/images folder (import GlaS with "
-                         f"`micronet data glas` or use the images/labels layout)")
-    return ImageFolderDataset(data_dir / split / "images", data_dir / split / "labels")
 
 
 def _describe(name: str, k1: float, k2: float, sigma: float, element: int) -> str:
@@ -53,8 +43,9 @@ def save_preview(data_dir: str | os.PathLike[str], out: str | os.PathLike[str], 
     """Save a PNG grid of ``n`` augmented training samples (image, target, weight map).
 
     Args:
-        data_dir: an imported GlaS folder, or any folder with ``split/images`` and
-            ``split/labels`` (matching file stems).
+        data_dir: an imported GlaS folder, or a folder with ``split/images`` and
+            ``split/labels`` (or ``images`` and ``labels``) of matching file stems
+            (:mod:`micronet.data.folders`).
         out: PNG path (written atomically).
         split: which split to sample.
         n: number of samples (rows).
@@ -73,7 +64,7 @@ def save_preview(data_dir: str | os.PathLike[str], out: str | os.PathLike[str], 
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     data_dir, out = Path(data_dir), Path(out)
-    dataset = _open_split(data_dir, split)
+    dataset = open_dataset(data_dir, split)
     if len(dataset) == 0:
         raise InputError(f"{data_dir}: split {split!r} has no images")
     # prepare only the images a preview can show, not the whole split

@@ -30,7 +30,7 @@ __all__ = [
     "PAIR_FILE",
     "GRADE_FILE",
     "ReleaseProblems",
-    "find_pairs",
+    "find_release_pairs",
     "parse_grades",
     "decode_rgb",
     "decode_labels",
@@ -119,8 +119,8 @@ def decode_labels(data: bytes, name: str) -> np.ndarray:
     return labels
 
 
-def find_pairs(names: Iterable[str],
-               counts: Mapping[str, int]) -> tuple[list[tuple[str, str]], list[str]]:
+def find_release_pairs(names: Iterable[str],
+                       counts: Mapping[str, int]) -> tuple[list[tuple[str, str]], list[str]]:
     """Complete ``(split, stem)`` pairs among release file names, in natural order.
 
     Returns:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._console import console
+from ..data.folders import IMAGE_SUFFIXES, list_images, natural_key
 from ..errors import MicronetError
 
 if TYPE_CHECKING:
@@ -21,10 +22,8 @@ if TYPE_CHECKING:
 
     from .segmenter import Inference, Segmenter
 
-__all__ = ["IMAGE_SUFFIXES", "SUMMARY_COLUMNS", "is_slide", "expand_inputs", "output_names",
+__all__ = ["SUMMARY_COLUMNS", "is_slide", "expand_inputs", "output_names",
            "summary_row", "segment_files", "segment_inputs"]
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
 SUMMARY_COLUMNS = ("input", "name", "status", "kind", "glands", "width_px", "height_px", "mpp",
                    "gland_area_px", "gland_area_fraction", "mean_gland_area_px")
@@ -53,19 +52,19 @@ def expand_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[str]]:
     """Files from paths, folders (their images, sorted) and globs; plus one error per dud."""
     from .slide import SLIDE_SUFFIXES
 
-    suffixes = IMAGE_SUFFIXES | SLIDE_SUFFIXES
+    suffixes = (*IMAGE_SUFFIXES, *sorted(set(SLIDE_SUFFIXES) - set(IMAGE_SUFFIXES)))
     files: list[Path] = []
     errors: list[str] = []
     for entry in inputs:
         item, path = str(entry), Path(entry)
         if any(ch in item for ch in "*?[") and not path.exists():
-            matches = sorted(Path(p) for p in glob.glob(item) if Path(p).is_file())
+            matches = sorted((Path(p) for p in glob.glob(item) if Path(p).is_file()),
+                             key=lambda p: natural_key(str(p)))
             if not matches:
                 errors.append(f"{item}: no files match this pattern")
             files += matches
         elif path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file()
-                           and p.suffix.lower() in suffixes and not p.name.startswith("."))
+            found = list_images(path, suffixes)
             if not found:
                 errors.append(f"{path}: folder holds no images ({', '.join(sorted(suffixes))})")
             files += found

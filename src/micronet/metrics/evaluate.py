@@ -1,14 +1,14 @@
 """Score folders of predictions (or a model) against ground truth and write the report.
 
-File pairing rule. Every ``.png``, ``.tif``, ``.tiff`` or ``.bmp`` file of a folder gets a *key*:
-its stem, minus one trailing label suffix (``_anno``, ``_labels``, ``_label``, ``_instances``,
-``_mask``, ``_gt``, ``_pred``). If some files of a folder carry such a suffix, only those are
-label maps and the others are ignored (in a ground-truth folder they are the RGB images, used
-for the overlay figure; in a prediction folder, e.g. overlays written next to the labels). So
-``testA_1_anno.bmp`` pairs with ``testA_1.png`` or ``testA_1_labels.png``. Two label files with
-the same key, a ground-truth file without a prediction and a prediction without ground truth
-are errors. With splits, images are selected by key prefix ``<split>_`` (GlaS names) and
-predictions of unselected splits are ignored.
+File pairing rule. Every image file of a folder (``micronet.data.folders.IMAGE_SUFFIXES``) gets a
+*key*: its stem, minus one trailing label suffix (``_anno``, ``_labels``, ``_label``,
+``_instances``, ``_mask``, ``_gt``, ``_pred``: ``micronet.data.folders.label_key``). If some files
+of a folder carry such a suffix, only those are label maps and the others are ignored (in a
+ground-truth folder they are the RGB images, used for the overlay figure; in a prediction folder,
+e.g. overlays written next to the labels). So ``testA_1_anno.bmp`` pairs with ``testA_1.png`` or
+``testA_1_labels.png``. Two label files with the same key, a ground-truth file without a prediction
+and a prediction without ground truth are errors. With splits, images are selected by key prefix
+``<split>_`` (GlaS names) and predictions of unselected splits are ignored.
 
 GlaS folders (``--data``): the official release layout (``testA_1.bmp`` + ``testA_1_anno.bmp``
 in one folder, or that folder's parent as unpacked from the zip), or a folder written by
@@ -29,6 +29,7 @@ import numpy as np
 
 from .._console import track
 from .._io import read_labels, read_rgb
+from ..data.folders import label_key, list_images, natural_key
 from ..errors import InputError, MicronetError
 from .glas import ImageScores, SplitScores, pool_scores, score_image
 from .report import DEFAULT_DATASET_LABEL, RECONSTRUCTED_LABEL, Example, write_report
@@ -36,8 +37,6 @@ from .report import DEFAULT_DATASET_LABEL, RECONSTRUCTED_LABEL, Example, write_r
 __all__ = ["ImagePair", "label_key", "find_pairs", "glas_pairs", "attach_predictions",
            "evaluate_folders", "evaluate_model", "DEFAULT_SPLITS"]
 
-LABEL_SUFFIXES = ("_anno", "_labels", "_label", "_instances", "_mask", "_gt", "_pred")
-IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".bmp")
 DEFAULT_SPLITS = ("testA", "testB")
 ALL_IMAGES = "all"
 PathLike = str | os.PathLike[str]
@@ -54,15 +53,6 @@ class ImagePair:
     image_path: Path | None = None
 
 
-def label_key(path: Path) -> tuple[str, bool]:
-    """(key, has_label_suffix) of a file: ``testA_1_anno.bmp`` -> ``("testA_1", True)``."""
-    stem = path.stem
-    for suffix in LABEL_SUFFIXES:
-        if stem.endswith(suffix) and len(stem) > len(suffix):
-            return stem[: -len(suffix)], True
-    return stem, False
-
-
 def _by_key(files: Sequence[Path], role: str, keyed: bool) -> dict[str, Path]:
     out: dict[str, Path] = {}
     for path in files:
@@ -77,8 +67,7 @@ def scan_folder(folder: Path, role: str) -> tuple[dict[str, Path], dict[str, Pat
     """Label files and other image files of ``folder``, each keyed as the module doc says."""
     if not folder.is_dir():
         raise MicronetError(f"{folder}: {role} folder not found")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
-                   and p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = list_images(folder)
     tagged = [p for p in files if label_key(p)[1]]
     if not tagged:
         return _by_key(files, role, keyed=False), {}
@@ -103,16 +92,10 @@ def find_pairs(gt_dir: PathLike, images_dir: PathLike | None = None,
             pairs.append(ImagePair(key, split, path, image_path=images.get(key)))
     for split in splits or [ALL_IMAGES]:
         if not any(p.split == split for p in pairs):
-            what = f"named {split}_*" if splits else "(.png/.tif/.tiff/.bmp)"
+            what = f"named {split}_*" if splits else "(images)"
             raise MicronetError(f"{gt_dir}: no ground-truth label files {what}")
     order = {s: i for i, s in enumerate(splits or [ALL_IMAGES])}
-    return sorted(pairs, key=lambda p: (order[p.split], _natural(p.key)))
-
-
-def _natural(key: str) -> tuple:
-    """Sort ``testA_2`` before ``testA_10``."""
-    parts = key.replace("-", "_").split("_")
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts)
+    return sorted(pairs, key=lambda p: (order[p.split], natural_key(p.key)))
 
 
 def glas_pairs(data_dir: PathLike, splits: Sequence[str] | None = None

@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.folders import open_dataset
 from ..data.glas import train_val_split
 from ..errors import MicronetError
 from .config import VAL_SPLITS, TrainConfig
 
-__all__ = ["TrainingData", "load_training_data", "open_dataset", "validation_split"]
+__all__ = ["TrainingData", "load_training_data", "validation_split"]
 
 
 
@@ -42,9 +43,10 @@ def load_training_data(config: TrainConfig, device: torch.device) -> TrainingDat
                                               d.val_split, Path(d.root))
     by_name = {n: i for i, n in enumerate(names)}
     items = [full[by_name[n]] for n in train_names]
-    augment = AugmentConfig(distort_p=d.distortion_p, blur_p=d.blur_p)
+    augment = AugmentConfig(distort_p=d.distortion_p, blur_p=d.blur_p, zoom=d.zoom,
+                            stain_p=d.stain_p, stain_sigma=d.stain_sigma, glass_p=d.glass_p)
     sampling = SamplingConfig(patch_size=d.patch_size, crop_size=d.crop_size, w0=d.w0,
-                              sigma=d.sigma, augment=augment,
+                              sigma=d.sigma, augment=augment, scale=d.scale,
                               **({"contour_width": d.contour_width} if d.contour_width else {}))
     sampler = PatchSampler([it["image"] for it in items], [it["labels"] for it in items],
                            sampling, device=device, workers=d.workers)
@@ -67,19 +69,3 @@ def validation_split(dataset, val_fraction: float, seed: int, how: str = "random
                                 "folder whose manifest has grades; use data.val_split=random")
         strata = {r["name"]: r["grade"] for r in records}
     return train_val_split(dataset.names, val_fraction, seed=seed, strata=strata)
-
-
-def open_dataset(root: Path, split: str):
-    """An imported GlaS folder (has ``manifest.json``), or any folder with ``images/`` and
-    ``labels/`` subfolders of pairs matched by file stem (users' own data)."""
-    from ..data.glas import GlaSDataset, ImageFolderDataset
-
-    if not root.is_dir():
-        raise MicronetError(f"{root}: training data folder not found (import GlaS with "
-                            f"`micronet data glas --source ZIP --dest {root}`)")
-    if (root / "manifest.json").exists():
-        return GlaSDataset(root, split=split)
-    if (root / "images").is_dir() and (root / "labels").is_dir():
-        return ImageFolderDataset(root / "images", root / "labels")
-    raise MicronetError(f"{root}: neither an imported GlaS folder (manifest.json) nor a folder "
-                        "with images/ and labels/ subfolders")
