@@ -153,6 +153,55 @@ def figure(rows_gt: list[dict], rows_pred: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def write_report(path: Path, report: dict[str, Any], meta: dict[str, Any]) -> None:
+    """``report.md``: selection, test scores per feature source, five-grade confusion matrices."""
+    def f(v: Any) -> str:
+        return f"{v:.3f}" if isinstance(v, float) else "–"
+
+    lines = ["# GlaS grade from gland morphology", "",
+             f"Segmentation weights for the predicted glands: `{report['pred_source']['weights']}`"
+             f" (SHA-256 `{report['pred_source']['weights_sha256'][:16]}…`).", "",
+             "## Model selection (85 training images, GT glands; patient-grouped CV, "
+             "5 folds × 5 repeats, mean ± std over repeats)", ""]
+    for task, table in report["selection"].items():
+        lines += [f"**{task}**", "", "| model | accuracy | balanced accuracy | ROC AUC |",
+                  "|---|---|---|---|"]
+        for row in table:
+            cells = [f"{f(row['mean'].get(k))} ± {f(row['std'].get(k))}"
+                     for k in ("accuracy", "balanced_accuracy", "roc_auc")]
+            lines.append(f"| {row['kind']} {row['hyper']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    for name, title in (("shipped", "Shipped classifier (fitted on GT glands of the 85 "
+                         "training images)"),
+                        ("fit_on_pred", "Ablation, not shipped: the same model fitted on the "
+                         "shipped segmenter's glands of the training images")):
+        lines += [f"## {title}", "", "| glands | split | n | benign/malignant acc. | bal. acc."
+                  " | ROC AUC | 5-grade acc. | 5-grade bal. acc. |", "|---|---|---|---|---|---|"
+                  "---|---|"]
+        for source, label in (("gt", "ground truth"), ("pred", "shipped model")):
+            for split in ("testA", "testB"):
+                m = report["results"][name][source][split]["malignancy"]
+                g = report["results"][name][source][split]["grade"]
+                lines.append(f"| {label} | {split} | {m['n']} | {f(m['accuracy'])} | "
+                             f"{f(m['balanced_accuracy'])} | {f(m.get('roc_auc'))} | "
+                             f"{f(g['accuracy'])} | {f(g['balanced_accuracy'])} |")
+        lines.append("")
+    lines += ["## Five-level grade, shipped classifier: confusion matrices (rows true, "
+              "columns predicted)", "", "Order: " + ", ".join(GRADES), ""]
+    for source in ("gt", "pred"):
+        for split in ("testA", "testB"):
+            cm = report["results"]["shipped"][source][split]["grade"]["confusion"]
+            lines += [f"{source} glands, {split}:", "", "```"]
+            lines += ["  ".join(f"{v:3d}" for v in row) for row in cm]
+            lines += ["```", ""]
+    seen = meta["test_patients_seen_in_training"]
+    lines += ["## Caveat", "", "GlaS's test images come from the same patients as its training "
+              f"images (Test A: {len(seen['testA'])} patients also in training, Test B: "
+              f"{len(seen['testB'])}), so Test A/B scores are not patient-independent; the "
+              "patient-grouped CV above is the honest estimate for new patients.", ""]
+    path.write_text("\n".join(lines))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, required=True, help="imported GlaS folder")
@@ -216,6 +265,7 @@ def main() -> None:
     report = {"selection": selection, "results": results, "pred_source": ident,
               "cache": str(pred_dir)}
     (args.out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    write_report(args.out / "report.md", report, grader.meta)
     figure(train["gt"], train["pred"], args.out / "feature_distributions.png")
     print(json.dumps({k: {s: {sp: {t: {m: round(v, 3) for m, v in sc.items()
                                         if isinstance(v, float)}

@@ -24,7 +24,7 @@ bench_app = typer.Typer(help="Benchmarks: each prints its figures and ratios mea
 app.add_typer(bench_app, name="bench")
 
 # Each subcommand module defines ``register(app, bench_app)``.
-for _name in ("models", "data", "train", "tune", "segment", "evaluate", "demo"):
+for _name in ("models", "data", "train", "tune", "segment", "evaluate", "demo", "grade"):
     importlib.import_module(f"{__name__}.{_name}").register(app, bench_app)
 
 
