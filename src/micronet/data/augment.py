@@ -39,9 +39,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["AugmentConfig", "AugmentParams", "augment_patches", "draw_params", "apply_params",
-           "radial_grid", "dihedral", "dihedral_inverse", "gaussian_blur", "DISTORTIONS"]
+           "radial_grid", "dihedral", "dihedral_inverse", "gaussian_blur", "hed_jitter",
+           "lay_on_glass", "DISTORTIONS", "GLASS_PARAMS"]
 
 DISTORTIONS = ("barrel", "pincushion", "mustache")
+GLASS_PARAMS = 12  # uniform draws per sample that place and colour the glass (lay_on_glass)
+# Ruifrok & Johnston stain vectors (as scikit-image's rgb2hed): optical density = HED @ RGB_FROM_HED
+_RGB_FROM_HED = torch.tensor([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
 _MAX_RADIUS = 1.05  # furthest output pixel from the patch centre (patch corner + blur margin)
 
 
@@ -60,6 +64,15 @@ class AugmentConfig:
             "kernel ~12").
         rotate_flip: apply a uniformly drawn element of the dihedral group (identity, rotations by
             90/180/270, flips on either axis, transposes).
+        zoom: scale jitter (not in the paper): each crop is magnified by a log-uniform factor in
+            ``[1 / (1 + zoom), 1 + zoom]`` (0 = off), so the model sees glands at the sizes
+            other scanners give.
+        stain_p, stain_sigma: HED stain jitter (not in the paper; Tellez et al. 2018): with
+            chance ``stain_p`` each haematoxylin/eosin/DAB optical-density channel is scaled by
+            ``1 ± stain_sigma`` and shifted by ``± stain_sigma``, as staining and scanners vary.
+        glass_p: chance of laying the crop's tissue on synthetic glass (not in the paper): a
+            random wavy-edged region becomes pale, slightly tinted, noisy glass labelled
+            background, so the network learns glass from gland lumens (GlaS crops hold none).
     """
 
     distort_p: float = 0.5
@@ -71,9 +84,16 @@ class AugmentConfig:
     blur_sigma: tuple[float, float] = (0.2, 2.0)
     blur_truncate: float = 3.0
     rotate_flip: bool = True
+    zoom: float = 0.0
+    stain_p: float = 0.0
+    stain_sigma: float = 0.05
+    glass_p: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("distort_p", "blur_p"):
+        if not (0 <= self.zoom < 1 and 0 <= self.stain_sigma < 1):
+            raise ValueError(f"zoom and stain_sigma must be in [0, 1), got {self.zoom}, "
+                             f"{self.stain_sigma}")
+        for name in ("distort_p", "blur_p", "stain_p", "glass_p"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("barrel_k1", "pincushion_k1", "mustache_k1", "mustache_k2", "blur_sigma"):
@@ -123,6 +143,11 @@ class AugmentParams:
         k1, k2: ``(B,) float32`` lens coefficients (0 = no distortion).
         sigma: ``(B,) float32`` blur sigma (0 = no blur).
         dihedral: ``(B,) int64`` dihedral group element 0..7 (see :func:`dihedral`).
+        zoom: ``(B,) float32`` magnification (``None`` = 1).
+        stain: ``(B, 2, 3) float32`` HED scale and shift (``None`` = no stain jitter; scale 1,
+            shift 0 for samples without it).
+        glass: ``(B, GLASS_PARAMS) float32`` glass region and look per sample (``None`` = no
+            glass; entry 0 is 1 where a sample gets glass), see :func:`lay_on_glass`.
     """
 
     offset: Tensor
@@ -130,6 +155,9 @@ class AugmentParams:
     k2: Tensor
     sigma: Tensor
     dihedral: Tensor
+    zoom: Tensor | None = None
+    stain: Tensor | None = None
+    glass: Tensor | None = None
 
 
 def draw_params(batch_size: int, patch_shape: tuple[int, int], out_size: int,
@@ -158,18 +186,34 @@ def draw_params(batch_size: int, patch_shape: tuple[int, int], out_size: int,
     low, high = config.blur_sigma
     sigma = low + rand(batch_size) * (high - low)
     element = torch.randint(0, 8, (batch_size,), generator=generator)
+    # draws added after the paper's transforms, and only when enabled, so paper-only
+    # configurations keep their random streams
+    zoom = stain = glass = None
+    if config.zoom > 0:
+        span = math.log1p(config.zoom)
+        zoom = torch.exp((2 * rand(batch_size) - 1) * span)
+    if config.stain_p > 0:
+        on = (rand(batch_size) < config.stain_p).float()[:, None]
+        jitter = (2 * torch.rand(batch_size, 2, 3, generator=generator) - 1) * config.stain_sigma
+        stain = torch.stack([1 + jitter[:, 0] * on, jitter[:, 1] * on], 1)
+    if config.glass_p > 0:
+        glass = torch.rand(batch_size, GLASS_PARAMS, generator=generator)
+        glass[:, 0] = (glass[:, 0] < config.glass_p).float()
     return AugmentParams(offset=torch.stack([oy, ox], 1), k1=torch.where(distort, k1, 0.0),
                          k2=torch.where(distort, k2, 0.0), sigma=torch.where(blur, sigma, 0.0),
-                         dihedral=element if config.rotate_flip else torch.zeros_like(element))
+                         dihedral=element if config.rotate_flip else torch.zeros_like(element),
+                         zoom=zoom, stain=stain, glass=glass)
 
 
 def radial_grid(patch_shape: tuple[int, int], out_size: int, offset: Tensor, k1: Tensor,
-                k2: Tensor, device: torch.device | str = "cpu", newton_steps: int = 4) -> Tensor:
+                k2: Tensor, device: torch.device | str = "cpu", newton_steps: int = 4,
+                zoom: Tensor | None = None) -> Tensor:
     """Sampling grid for ``grid_sample`` (align_corners=False): distorted crop of the patch.
 
     Output pixel ``(i, j)`` of sample ``b`` shows the patch at ``offset[b] + (i, j)`` after the
     lens distortion centred on the patch centre; with ``k1 = k2 = 0`` it samples exact pixel
-    centres, i.e. a plain crop. Newton starts from the first-order inverse; 4 steps leave a radius
+    centres, i.e. a plain crop; ``zoom`` (``(B,)``) then magnifies each crop about its own
+    centre. Newton starts from the first-order inverse; 4 steps leave a radius
     error below 1e-7 of the half-diagonal over the default ranges.
 
     Returns:
@@ -199,6 +243,11 @@ def radial_grid(patch_shape: tuple[int, int], out_size: int, offset: Tensor, k1:
         dy, dx = dy.clone(), dx.clone()
         dy[sel] = dy[sel] * stretch
         dx[sel] = dx[sel] * stretch
+    if zoom is not None:
+        z = zoom.to(device=device, dtype=torch.float32).view(-1, 1, 1)
+        cy = offset[:, 0, None, None] + (out_size - 1) / 2 - (height - 1) / 2
+        cx = offset[:, 1, None, None] + (out_size - 1) / 2 - (width - 1) / 2
+        dy, dx = cy + (dy - cy) / z, cx + (dx - cx) / z
     src_y = (height - 1) / 2 + dy
     src_x = (width - 1) / 2 + dx
     return torch.stack([(2 * src_x + 1) / width - 1, (2 * src_y + 1) / height - 1], dim=-1)
@@ -279,7 +328,7 @@ def apply_params(image: Tensor, target: Tensor, weight: Tensor, params: AugmentP
     """
     margin = blur_radius
     grid = radial_grid(tuple(image.shape[-2:]), out_size + 2 * margin, params.offset - margin,
-                       params.k1, params.k2, device=image.device)
+                       params.k1, params.k2, device=image.device, zoom=params.zoom)
     smooth = torch.cat([image.float(), weight[:, None].float()], 1)
     smooth = F.grid_sample(smooth, grid, mode="bilinear", padding_mode="reflection",
                            align_corners=False)
@@ -293,8 +342,67 @@ def apply_params(image: Tensor, target: Tensor, weight: Tensor, params: AugmentP
         pixels = gaussian_blur(pixels, params.sigma, margin, valid=True)
     else:
         pixels = pixels[:, :, inner, inner]
+    target_out = classes[:, 0, inner, inner].round().long()
+    weight_out = weight_out.contiguous()
+    if params.stain is not None:
+        pixels = hed_jitter(pixels, params.stain)
+    if params.glass is not None:
+        pixels, target_out, weight_out = lay_on_glass(pixels, target_out, weight_out,
+                                                      params.glass)
     image_out = pixels.round_().clamp_(0, 255).to(torch.uint8)
-    return image_out, classes[:, 0, inner, inner].round().long(), weight_out.contiguous()
+    return image_out, target_out, weight_out
+
+
+def hed_jitter(pixels: Tensor, stain: Tensor) -> Tensor:
+    """Scale and shift the haematoxylin/eosin/DAB optical densities of ``(B, 3, H, W)`` float
+    RGB (0..255) per sample: ``stain[:, 0]`` scales, ``stain[:, 1]`` shifts (Tellez et al.)."""
+    rgb_from_hed = _RGB_FROM_HED.to(pixels.device)
+    hed_from_rgb = torch.linalg.inv(rgb_from_hed)
+    od = -torch.log(pixels.clamp(min=1.0) / 255.0)  # (B, 3, H, W)
+    hed = torch.einsum("bchw,cd->bdhw", od, hed_from_rgb)
+    stain = stain.to(pixels.device)
+    hed = hed * stain[:, 0, :, None, None] + stain[:, 1, :, None, None]
+    od = torch.einsum("bdhw,dc->bchw", hed, rgb_from_hed)
+    return (255.0 * torch.exp(-od)).clamp_(0, 255)
+
+
+def lay_on_glass(pixels: Tensor, target: Tensor, weight: Tensor, glass: Tensor
+                 ) -> tuple[Tensor, Tensor, Tensor]:
+    """Replace a wavy-edged part of each flagged crop by synthetic glass labelled background.
+
+    Per sample, ``glass`` holds uniform draws: ``[0]`` 1 = apply; the edge is a line at angle
+    ``2π·[1]``, offset ``±0.35`` crop sizes (``[2]``), waving by up to 6 % of the crop (``[3]``)
+    at 0.5-3 cycles per crop (``[4]``, phase ``[5]``); the glass is pale (``[6]``: 80-97 % of
+    white), slightly tinted (``[7]``, ``[8]``: red/blue ±2 %), noisy (``[9]``: 1-5 grey levels),
+    with a 1-6 px soft edge (``[10]``); ``[11]`` seeds the noise. Where the glass covers more
+    than half a pixel, the target becomes background and the weight the crop's smallest.
+    """
+    if not bool((glass[:, 0] > 0).any()):
+        return pixels, target, weight
+    batch, _, height, width = pixels.shape
+    dev = pixels.device
+    g = glass.to(dev, torch.float32)
+    size = float(max(height, width))
+    ys = torch.arange(height, device=dev, dtype=torch.float32)[:, None] - (height - 1) / 2
+    xs = torch.arange(width, device=dev, dtype=torch.float32)[None, :] - (width - 1) / 2
+    theta = (2 * math.pi * g[:, 1]).view(-1, 1, 1)
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    along = (-sin * xs + cos * ys) / size
+    wave = (0.06 * size * g[:, 3]).view(-1, 1, 1) * torch.sin(
+        2 * math.pi * ((0.5 + 2.5 * g[:, 4]).view(-1, 1, 1) * along + g[:, 5].view(-1, 1, 1)))
+    dist = cos * xs + sin * ys - ((0.7 * g[:, 2] - 0.35) * size).view(-1, 1, 1) - wave
+    soft = (1 + 5 * g[:, 10]).view(-1, 1, 1)
+    alpha = torch.sigmoid(dist / soft) * g[:, 0].view(-1, 1, 1)  # (B, H, W), 0 = tissue
+    noise_gen = torch.Generator(device=dev).manual_seed(int(g[0, 11] * 2**31))
+    noise = torch.randn(batch, 3, height, width, generator=noise_gen, device=dev)
+    tint = torch.stack([g[:, 7] - 0.5, -(g[:, 7] + g[:, 8] - 1) / 2, g[:, 8] - 0.5], 1) * 0.04
+    base = 255.0 * (0.80 + 0.17 * g[:, 6])[:, None] * (1 + tint)  # (B, 3)
+    colour = base[:, :, None, None] + noise * (1 + 4 * g[:, 9]).view(-1, 1, 1, 1)
+    pixels = pixels * (1 - alpha[:, None]) + colour * alpha[:, None]
+    covered = alpha > 0.5
+    floor = weight.flatten(1).amin(1).view(-1, 1, 1).expand_as(weight)
+    return (pixels, torch.where(covered, torch.zeros_like(target), target),
+            torch.where(covered, floor, weight))
 
 
 def augment_patches(image: Tensor, target: Tensor, weight: Tensor, out_size: int,

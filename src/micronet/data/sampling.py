@@ -44,6 +44,10 @@ class SamplingConfig:
             (:data:`micronet.data.targets.DEFAULT_CONTOUR_WIDTH`).
         w0, sigma: U-Net border term amplitude and width (paper: 10, 5 px).
         augment: augmentation probabilities and ranges.
+        scale: resize factor from the images to the training resolution (0.5 = half size).
+            Targets and weight maps are made at the images' own resolution and then resized
+            (class ids nearest, weights by area), so contours between touching glands stay
+            open; patch and crop sizes are at the training resolution.
     """
 
     patch_size: int = 600
@@ -52,8 +56,11 @@ class SamplingConfig:
     w0: float = 10.0
     sigma: float = 5.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    scale: float = 1.0
 
     def __post_init__(self) -> None:
+        if not self.scale > 0:
+            raise ValueError(f"scale must be > 0, got {self.scale}")
         if not 0 < self.crop_size <= self.patch_size:
             raise ValueError(f"need 0 < crop_size <= patch_size, got {self.crop_size} and "
                              f"{self.patch_size}")
@@ -83,6 +90,8 @@ def prepare_image(image: np.ndarray, labels: np.ndarray,
     """
     target = three_class_targets(labels, config.contour_width)
     weight = unet_weight_map(labels, config.w0, config.sigma, target=target)
+    if config.scale != 1.0:
+        image, target, weight = _rescale(image, target, weight, config.scale)
     pad_h = max(config.patch_size - image.shape[0], 0)
     pad_w = max(config.patch_size - image.shape[1], 0)
     pad = ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2))
@@ -90,6 +99,19 @@ def prepare_image(image: np.ndarray, labels: np.ndarray,
     target = np.pad(target, pad, mode="reflect")
     weight = np.pad(weight, pad, mode="reflect")
     return np.ascontiguousarray(image.transpose(2, 0, 1)), target, weight
+
+
+def _rescale(image: np.ndarray, target: np.ndarray, weight: np.ndarray,
+             scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Image and weights by area (bilinear when enlarging), class ids nearest."""
+    import cv2
+
+    height, width = target.shape
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    smooth = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return (cv2.resize(image, size, interpolation=smooth),
+            cv2.resize(target, size, interpolation=cv2.INTER_NEAREST),
+            cv2.resize(weight, size, interpolation=smooth))
 
 
 def _check_pair(index: int, image: np.ndarray, labels: np.ndarray) -> None:

@@ -103,6 +103,18 @@ class ClassMaps(NamedTuple):
         """``(H, W)``."""
         return self.gland.shape  # type: ignore[return-value]
 
+    def resized(self, shape: tuple[int, int]) -> ClassMaps:
+        """Bilinear resize to ``shape`` ``(H, W)``: maps from a model working at another µm/px
+        are brought to the input's size *before* labelling, so instances (and their minimum
+        sizes and growth distances) live at the input's resolution."""
+        import cv2
+
+        if tuple(shape) == self.shape:
+            return self
+        size = (int(shape[1]), int(shape[0]))
+        return ClassMaps(cv2.resize(self.gland, size, interpolation=cv2.INTER_LINEAR),
+                         cv2.resize(self.contour, size, interpolation=cv2.INTER_LINEAR))
+
 
 def quantize(p: np.ndarray) -> np.ndarray:
     """Probabilities in 0..1 to ``uint8`` 0..255."""

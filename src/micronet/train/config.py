@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MicronetError
+from ..infer.runtime import DEFAULT_MPP
 from ..models.micronet import UPSAMPLE_INITS
 
 __all__ = ["ModelConfig", "DataConfig", "ScheduleConfig", "RunConfig", "TrainConfig",
@@ -24,8 +25,12 @@ __all__ = ["ModelConfig", "DataConfig", "ScheduleConfig", "RunConfig", "TrainCon
 BEST_METRICS = ("val_f1_tuned", "val_f1", "val_dice", "val_pixel_f1")
 #: How ``data.val_split`` may hold images out.
 VAL_SPLITS = ("random", "grade")
+#: ``schedule.lr_schedule``: the paper's 10× decay every ``lr_decay_epochs`` epochs, or a linear
+#: warm-up then cosine decay to ``lr_floor`` over the run's total steps.
+LR_SCHEDULES = ("paper", "cosine")
 _CHOICES = {"model.upsample_init": UPSAMPLE_INITS, "data.val_split": VAL_SPLITS,
-            "schedule.optimizer": ("adam", "sgd"),
+            "schedule.optimizer": ("adam", "adamw", "sgd"),
+            "schedule.lr_schedule": LR_SCHEDULES,
             "run.precision": ("auto", "bf16", "fp32", "fp16"), "run.best_metric": BEST_METRICS}
 
 
@@ -50,14 +55,30 @@ class DataConfig:
     split: str = "train"
     val_fraction: float = 0.1  # held-out share of the training images, for validation
     val_split: str = "random"  # random | grade (GlaS: each grade held out in proportion)
-    patch_size: int = 600
+    patch_size: int = 600  # at the training resolution (data.mpp)
     crop_size: int = 508  # must equal the model's input size
+    image_mpp: float = DEFAULT_MPP  # µm/px of the training images (GlaS: 0.62, 20×)
+    mpp: float = 0.0  # µm/px to train at (0 = the images' own); 1.24 = GlaS at half size
     contour_width: int = 0  # 0 = the sampler's documented default
     w0: float = 10.0  # U-Net weight map border weight
     sigma: float = 5.0  # U-Net weight map border width (px)
     distortion_p: float = 0.5
     blur_p: float = 0.5
+    stain_p: float = 0.0  # chance of an HED stain jitter per sample (not in the paper)
+    stain_sigma: float = 0.05  # HED jitter strength: scale 1±sigma, shift ±sigma per channel
+    zoom: float = 0.0  # scale jitter: zoom in [1/(1+zoom), 1+zoom], log-uniform (not in paper)
+    glass_p: float = 0.2  # chance of putting the crop's tissue on synthetic glass (background)
     workers: int = 0  # processes for the one-off target/weight-map precomputation
+
+    @property
+    def train_mpp(self) -> float:
+        """µm/px the network trains (and so segments) at."""
+        return self.mpp or self.image_mpp
+
+    @property
+    def scale(self) -> float:
+        """Resize factor from the training images to the training resolution (0.5: half size)."""
+        return self.image_mpp / self.train_mpp
 
 
 @dataclass(frozen=True)
@@ -77,7 +98,11 @@ class ScheduleConfig:
     batch_size: int = 4
     lr0: float = 1e-3
     lr_decay_epochs: float = 5.0  # lr drops 10× every this many epochs
-    optimizer: str = "adam"  # adam | sgd
+    lr_schedule: str = "paper"  # paper | cosine (warm-up, then cosine to lr_floor)
+    warmup_steps: int = 0  # cosine: linear warm-up steps from lr0/100
+    lr_floor: float = 1e-5  # cosine: lr at the last step
+    budget_min: float = 0.0  # size the run's steps to this wall time (0 = epochs × steps)
+    optimizer: str = "adam"  # adam | adamw | sgd
     weight_decay: float = 0.0
     grad_clip: float = 0.0  # 0 = off
 
@@ -163,6 +188,12 @@ class TrainConfig:
             ("data.w0", d.w0 >= 0, "must be >= 0"),
             ("data.distortion_p", 0 <= d.distortion_p <= 1, "must be in [0, 1]"),
             ("data.blur_p", 0 <= d.blur_p <= 1, "must be in [0, 1]"),
+            ("data.stain_p", 0 <= d.stain_p <= 1, "must be in [0, 1]"),
+            ("data.stain_sigma", 0 <= d.stain_sigma < 1, "must be in [0, 1)"),
+            ("data.zoom", 0 <= d.zoom < 1, "must be in [0, 1)"),
+            ("data.glass_p", 0 <= d.glass_p <= 1, "must be in [0, 1]"),
+            ("data.image_mpp", d.image_mpp > 0, "must be > 0"),
+            ("data.mpp", d.mpp >= 0, "must be >= 0 (0 = the images' own)"),
             ("data.workers", d.workers >= 0, "must be >= 0"),
             ("schedule.epochs", s.epochs >= 1, "must be >= 1"),
             ("schedule.steps_per_epoch", s.steps_per_epoch >= 0, "must be >= 0 (0 = default)"),
@@ -170,6 +201,9 @@ class TrainConfig:
             ("schedule.lr0", s.lr0 >= 0, "must be >= 0"),
             ("schedule.lr_decay_epochs", s.lr_decay_epochs > 0, "must be > 0"),
             ("schedule.weight_decay", s.weight_decay >= 0, "must be >= 0"),
+            ("schedule.warmup_steps", s.warmup_steps >= 0, "must be >= 0"),
+            ("schedule.lr_floor", 0 <= s.lr_floor <= s.lr0, "must be in [0, schedule.lr0]"),
+            ("schedule.budget_min", s.budget_min >= 0, "must be >= 0 (0 = no budget)"),
             ("schedule.grad_clip", s.grad_clip >= 0, "must be >= 0 (0 = off)"),
             ("run.threads", r.threads >= 0, "must be >= 0 (0 = torch default)"),
             ("run.log_every", r.log_every >= 1, "must be >= 1"),

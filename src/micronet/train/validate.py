@@ -10,6 +10,7 @@ checkpoints by how well their outputs happen to suit the defaults (min size 100 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,9 +39,12 @@ class Validation:
 
 
 def validate(model: torch.nn.Module, images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
-             device: torch.device, batch_size: int = 4) -> Validation:
+             device: torch.device, batch_size: int = 4, *, mpp: float | None = None,
+             image_mpp: float | None = None) -> Validation:
     """Object F1 (default and tuned post-processing), object Dice, object Hausdorff and pixel
-    F1 on held-out images, with the same tiled inference as ``micronet segment``."""
+    F1 on held-out images, with the same tiled inference as ``micronet segment``: a model
+    working at ``mpp`` µm/px sees the images (at ``image_mpp``) resampled, and its class maps
+    are brought back to the images' size, so scores are always against full-size labels."""
     from ..infer import Segmenter
     from ..infer.postprocess import label_glands
     from ..infer.tune import TUNE_BASE, tune_postprocess
@@ -49,7 +53,9 @@ def validate(model: torch.nn.Module, images: Sequence[np.ndarray], labels: Seque
     was_training = model.training
     model.eval()
     seg = Segmenter(model=model, device=str(device), batch_size=batch_size, postprocess={})
-    maps = [seg.predict_maps(img, progress=False)[0] for img in images]
+    if mpp is not None:
+        seg.info = dataclasses.replace(seg.info, mpp=mpp, input_mpp=image_mpp or mpp)
+    maps = [seg.infer(img, progress=False).maps.resized(img.shape[:2]) for img in images]
     model.train(was_training)
     scores = score_split([(gt, label_glands(m, seg.postprocess))
                           for gt, m in zip(labels, maps, strict=True)])
