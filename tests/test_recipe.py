@@ -190,3 +190,27 @@ def test_half_size_image_with_its_mpp_segments_like_the_native_one() -> None:
     assert big.shape == image.shape[:2]
     up = ClassMaps(small.maps.gland, small.maps.contour).resized(image.shape[:2])
     assert np.array_equal(up.gland, native.maps.resized(image.shape[:2]).gland)
+
+
+@pytest.mark.parametrize("norm,act", [("none", "relu"), ("batch", "leaky_relu"),
+                                      ("group", "relu"), ("instance", "tanh")])
+def test_norm_and_activation_options_build_and_train_a_step(norm: str, act: str) -> None:
+    from micronet.models import create
+    from micronet.train.step import model_input, training_step
+
+    torch.manual_seed(0)
+    model = create("micronet252", width=0.0625, norm=norm, act=act).train()
+    paper = create("micronet252", width=0.0625)
+    conv_keys = {k for k in paper.state_dict() if k.endswith("0.weight")}
+    assert conv_keys <= set(model.state_dict())  # convolutions keep their names
+    assert (len(model.state_dict()) > len(paper.state_dict())) == (norm != "none")
+    image, labels = make_synthetic_glands(size=252, seed=1)
+    x = model_input(torch.from_numpy(image).permute(2, 0, 1)[None].repeat(2, 1, 1, 1), False)
+    target = torch.from_numpy((labels > 0).astype("int64"))[None].repeat(2, 1, 1)
+    optimizer = torch.optim.AdamW(model.parameters(), 1e-3)
+    loss, _ = training_step(model, optimizer, x, target, torch.ones_like(target, dtype=torch.float),
+                            amp=None, aux_weight=1.0)
+    assert math.isfinite(float(loss))
+    assert all(p.grad is not None for p in model.parameters())
+    rebuilt = create("micronet252", width=0.0625, **model.build_kwargs)
+    rebuilt.load_state_dict(model.state_dict(), strict=True)  # the recorded settings rebuild it

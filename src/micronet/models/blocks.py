@@ -6,9 +6,17 @@ The paper uses tanh after every convolution and no normalisation; all convolutio
 
 from __future__ import annotations
 
+import math
+
 from torch import nn
 
-__all__ = ["ConvTanh", "DeconvTanh", "conv_pair", "scaled"]
+__all__ = ["ConvTanh", "DeconvTanh", "conv_pair", "scaled", "NORMS", "ACTIVATIONS",
+           "restyle_layers"]
+
+#: ``model.norm``: none (the paper) or a normalisation after every conv / deconv of a block.
+NORMS = ("none", "batch", "group", "instance")
+#: ``model.act``: tanh (the paper) or the rectifiers nnU-Net, FullNet and U-Node use.
+ACTIVATIONS = ("tanh", "relu", "leaky_relu")
 
 
 def scaled(channels: int, width: float) -> int:
@@ -39,3 +47,35 @@ def conv_pair(in_ch: int, out_ch: int) -> nn.Sequential:
     return nn.Sequential(ConvTanh(in_ch, out_ch), ConvTanh(out_ch, out_ch))
 
 
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":  # up to 8 groups that divide the channels (GroupNorm needs it)
+        return nn.GroupNorm(math.gcd(8, channels), channels)
+    return nn.InstanceNorm2d(channels, affine=True)
+
+
+def _activation(kind: str) -> nn.Module:
+    return {"tanh": nn.Tanh, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU}[kind]()
+
+
+def restyle_layers(model: nn.Module, norm: str = "none", act: str = "tanh") -> None:
+    """Give every conv+tanh / deconv+tanh layer of ``model`` a normalisation and another
+    activation, in place: ``(conv, tanh)`` becomes ``(conv, norm, act)``. With the paper's
+    ``none``/``tanh`` nothing changes, so the paper's weights keep their parameter names."""
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+    if act not in ACTIVATIONS:
+        raise ValueError(f"act must be one of {', '.join(ACTIVATIONS)}, got {act!r}")
+    if norm == "none" and act == "tanh":
+        return
+    for layer in model.modules():
+        if isinstance(layer, (ConvTanh, DeconvTanh)):
+            conv = layer[0]
+            parts = [conv] + ([_norm(norm, conv.out_channels)] if norm != "none" else [])
+            for index in range(len(layer) - 1, -1, -1):
+                del layer[index]
+            for part in [*parts, _activation(act)]:
+                layer.append(part)

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from ._registry import register_model
-from .blocks import scaled
+from .blocks import restyle_layers, scaled
 from .decoder import Decoder
 from .encoder import Bottleneck, Encoder
 from .heads import Heads
@@ -93,7 +93,7 @@ class MicroNet(nn.Module):
 
     def __init__(self, spec: MicroNetSpec, width: float = 1.0, num_classes: int = 3,
                  dropout: float = 0.5, in_channels: int = 3, name: str = "micronet",
-                 upsample_init: str = "glorot") -> None:
+                 upsample_init: str = "glorot", norm: str = "none", act: str = "tanh") -> None:
         super().__init__()
         if upsample_init not in UPSAMPLE_INITS:
             raise ValueError(f"upsample_init must be one of {', '.join(UPSAMPLE_INITS)}, "
@@ -124,6 +124,8 @@ class MicroNet(nn.Module):
         head_in = [self.decoder.out_channels[i] for i in spec.head_inputs]
         self.heads = Heads(head_in, [scaled(c, width) for c in spec.branch_channels],
                            num_classes, dropout)
+        self.norm, self.act = norm, act
+        restyle_layers(self, norm, act)  # the paper's layers unless norm/act say otherwise
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import MicronetError
 from ..infer.runtime import DEFAULT_MPP
+from ..models.blocks import ACTIVATIONS, NORMS
 from ..models.micronet import UPSAMPLE_INITS
 
 __all__ = ["ModelConfig", "DataConfig", "ScheduleConfig", "RunConfig", "TrainConfig",
@@ -28,7 +29,8 @@ VAL_SPLITS = ("random", "grade")
 #: ``schedule.lr_schedule``: the paper's 10× decay every ``lr_decay_epochs`` epochs, or a linear
 #: warm-up then cosine decay to ``lr_floor`` over the run's total steps.
 LR_SCHEDULES = ("paper", "cosine")
-_CHOICES = {"model.upsample_init": UPSAMPLE_INITS, "data.val_split": VAL_SPLITS,
+_CHOICES = {"model.upsample_init": UPSAMPLE_INITS, "model.norm": NORMS, "model.act": ACTIVATIONS,
+            "data.val_split": VAL_SPLITS,
             "schedule.optimizer": ("adam", "adamw", "sgd"),
             "schedule.lr_schedule": LR_SCHEDULES,
             "run.precision": ("auto", "bf16", "fp32", "fp16"), "run.best_metric": BEST_METRICS}
@@ -45,6 +47,8 @@ class ModelConfig:
     grad_checkpointing: bool = False  # recompute activations: full width at batch 1 in < 12 GB
     init: str = ""  # start from weights: a shipped tag ("glas"), .safetensors file or run folder
     upsample_init: str = "glorot"  # glorot | nearest: how stride-k upsampling layers start
+    norm: str = "none"  # none (paper) | batch | group | instance, after every conv
+    act: str = "tanh"  # tanh (paper) | relu | leaky_relu
 
 
 @dataclass(frozen=True)
