@@ -28,13 +28,13 @@ from micronet._device import resolve_precision
 from micronet.models.weights_io import load_weights, save_weights
 from micronet.train.config import BEST_METRICS, TrainConfig, apply_overrides, load_config
 from micronet.train.data import load_training_data
-from micronet.train.loop import _check_model, train
+from micronet.train.loop import build_model, train
 from micronet.train.step import model_input, training_step
 
 
 def step_time(config: TrainConfig, device: torch.device, steps: int = 15) -> float:
     """Seconds per steady training step (after 5 warm-up steps), sampler included."""
-    model = _check_model(config).to(device).to(memory_format=torch.channels_last).train()
+    model = build_model(config).to(device).to(memory_format=torch.channels_last).train()
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     data = load_training_data(config, device)
     gen = torch.Generator().manual_seed(123)

@@ -5,21 +5,24 @@
     python scripts/ship_weights.py --arch micronet508 --tag glas_w025 \
         --postprocess NEW.json [--scores eval/metrics.json] [--notes "..."]   # entry only
 
-The entry records the file's SHA-256 (checked on every load), the architecture read from the
-weights' metadata, the tuned post-processing, and (optionally) the measured Test A/B scores.
+The entry is the weights' card (``micronet.models.WeightsCard``): the file's SHA-256 (checked on
+every load), the architecture and model options and µm/px read from the weights' metadata, the
+tuned post-processing, and (optionally) the measured Test A/B scores.
 Entries are kept in order, recommended first; an existing entry with the same tag is replaced.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
 import torch
 
 from micronet._io import atomic_path, sha256_file
-from micronet.models._pretrained import weights_dir
+from micronet.infer.run_folder import read_postprocess
+from micronet.models import WeightsCard, weights_dir
 from micronet.models.weights_io import load_weights, save_weights
 
 
@@ -36,7 +39,7 @@ def update_entry(args: argparse.Namespace) -> None:
     index_path = weights_dir() / "index.json"
     entries = json.loads(index_path.read_text())
     (entry,) = [e for e in entries if e["arch"] == args.arch and e["tag"] == args.tag]
-    entry["postprocess"] = json.loads(Path(args.postprocess).read_text())["postprocess"]
+    entry["postprocess"] = dataclasses.asdict(read_postprocess(args.postprocess))
     if args.scores:
         entry["scores"] = scores_from_metrics(Path(args.scores))
     if args.notes:
@@ -62,15 +65,18 @@ def main() -> None:
         update_entry(args)
         return
     state, meta = load_weights(args.weights)
-    arch = meta["arch"]
-    target = weights_dir() / f"{arch}.{args.tag}.safetensors"
+    card = WeightsCard.from_metadata(meta, name=Path(args.weights).name)
+    target = weights_dir() / f"{card.arch}.{args.tag}.safetensors"
     save_weights(state, target, meta, dtype=torch.float16)
     target.chmod(0o644)
-    entry = {"arch": arch, "tag": args.tag, "file": target.name, "sha256": sha256_file(target),
-             "width": float(meta["width"]), "num_classes": int(meta["num_classes"]),
-             "postprocess": json.loads(Path(args.postprocess).read_text())["postprocess"],
-             "scores": scores_from_metrics(Path(args.scores)) if args.scores else {},
-             "dataset": args.dataset, "notes": args.notes}
+    card = dataclasses.replace(
+        card, name="", tag=args.tag, file=target.name, sha256=sha256_file(target),
+        postprocess=dataclasses.asdict(read_postprocess(args.postprocess)),
+        scores=scores_from_metrics(Path(args.scores)) if args.scores else {},
+        dataset=args.dataset, notes=args.notes)
+    entry = card.to_dict()
+    del entry["name"]  # arch.tag
+    arch = card.arch
     index_path = weights_dir() / "index.json"
     entries = json.loads(index_path.read_text()) if index_path.exists() else []
     entries = [e for e in entries if not (e["arch"] == arch and e["tag"] == args.tag)]

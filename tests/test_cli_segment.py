@@ -34,13 +34,13 @@ def weights(tmp_path_factory):
 def purple(monkeypatch):
     """Make `--weights purple` build the deterministic fake model (glands = purple pixels)."""
     import micronet.infer.segmenter as segmenter
-    from micronet.infer.runtime import ModelInfo
+    from micronet.models import WeightsCard
 
     real = segmenter.resolve_model
 
     def resolve(model, width, weights):
         if weights == "purple":
-            return PurpleGlandModel(64), ModelInfo(name="purple")
+            return PurpleGlandModel(64), WeightsCard(name="purple")
         return real(model, width, weights)
 
     monkeypatch.setattr(segmenter, "resolve_model", resolve)

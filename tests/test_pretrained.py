@@ -22,8 +22,9 @@ def test_every_shipped_weight_loads_strictly_with_its_checksum(name):
     model = create(arch, pretrained=tag).eval()
     assert model.width == cfg.width
     with torch.no_grad():
-        out = model(torch.zeros(1, 3, cfg.input_size, cfg.input_size))
-    assert out.shape == (1, cfg.num_classes, cfg.output_size, cfg.output_size)
+        out = model(torch.zeros(1, 3, model.input_size, model.input_size))
+    assert out.shape == (1, cfg.num_classes, model.output_size, model.output_size)
+    assert model.build_kwargs == {**model.build_kwargs, **cfg.model_kwargs}
     assert torch.isfinite(out).all()
     from micronet.infer import PostprocessConfig
 

@@ -221,6 +221,12 @@ def test_tune_writes_postprocess_that_segmenter_uses(pairs_dir, tmp_path):
     assert (run / "postprocess.json").read_text() == before
     assert main(["tune", "--weights", str(run), "--data", str(pairs_dir), "--images", "some"]) \
         == 1
+    # the hold-out is read from split.json, not recomputed
+    other = next(n for n in split["train"])
+    (run / "split.json").write_text(json.dumps({"train": [], "val": [other]}))
+    assert main(["tune", "--weights", str(run), "--data", str(pairs_dir), "--device", "cpu",
+                 "--out", str(tmp_path / "split.json")]) == 0
+    assert json.loads((tmp_path / "split.json").read_text())["tuned_on"] == [other]
     assert main(["tune", "--weights", str(run), "--data", str(pairs_dir), "--device", "cpu",
                  "--objective", "dice", "--out", str(tmp_path / "dice.json")]) == 0
     record = json.loads((tmp_path / "dice.json").read_text())

@@ -35,7 +35,7 @@ def _splits(split: list[str] | None, extra: list[str] | None) -> list[str] | Non
 def _segmenter(model: str, weights: str | None, width: float | None, device: str,
                tta: bool = False, postprocess: Path | None = None) -> tuple[Any, dict[str, Any]]:
     from ..infer import Segmenter
-    from ..infer.tune import read_postprocess
+    from ..infer.run_folder import read_postprocess
 
     pp = read_postprocess(postprocess) if postprocess is not None else None
     common = {"width": width, "device": device, "tta": tta, "postprocess": pp}

@@ -52,7 +52,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         from .._console import make_progress
         from ..infer import Segmenter
         from ..infer.batch import expand_inputs, segment_files
-        from ..infer.tune import read_postprocess
+        from ..infer.run_folder import read_postprocess
 
         chosen = _parse_formats(formats)
         tuned = read_postprocess(postprocess) if postprocess is not None else None

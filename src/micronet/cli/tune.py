@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from ..data.datasets import GlaSDataset, ImageFolderDataset
+    from ..infer.run_folder import RunFolder
+
+    Dataset = GlaSDataset | ImageFolderDataset
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
@@ -17,11 +24,12 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         data: Path = typer.Option(..., "--data", exists=True, file_okay=False,
                                   help="The training data (imported GlaS folder or pairs)."),
         split: str = typer.Option("train", "--split"),
-        val_fraction: float = typer.Option(None, "--val-fraction",
-                                           help="Default: the run's data.val_fraction (0.1)."),
-        seed: int = typer.Option(None, "--seed", help="Default: the run's run.seed (0)."),
+        val_fraction: float = typer.Option(
+            None, "--val-fraction", help="Recompute the hold-out with this fraction (default: "
+                                         "the run's split.json)."),
+        seed: int = typer.Option(None, "--seed", help="Recompute the hold-out with this seed."),
         val_split: str = typer.Option(None, "--val-split",
-                                      help="random | grade; default: the run's data.val_split."),
+                                      help="Recompute the hold-out: random | grade."),
         images: str = typer.Option(
             "holdout", "--images",
             help="holdout: the run's held-out images; all: every image of the split, held-out "
@@ -39,29 +47,23 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     ) -> None:
         """Grid-search post-processing for the best object F1 on the held-out training images.
 
-        Never tune on Test A/B: the held-out images are the ones training validated on (read
-        from the run's config.json when WEIGHTS is a run folder or sits in one).
+        Never tune on Test A/B: the held-out images are the ones training validated on (the
+        run's split.json when WEIGHTS is a run folder or sits in one).
         """
         from ..data.folders import open_dataset
         from ..errors import MicronetError
         from ..infer import Segmenter
-        from ..infer.tune import tune_on_images, write_postprocess
-        from ..train.data import validation_split
-
-        folder = weights if weights.is_dir() else weights.parent
-        run = _run_config(folder)
-        val_fraction = run.data.val_fraction if val_fraction is None else val_fraction
-        seed = run.run.seed if seed is None else seed
-        val_split = run.data.val_split if val_split is None else val_split
-        from ..infer.tune import TUNE_OBJECTIVES
+        from ..infer.run_folder import RunFolder, write_postprocess
+        from ..infer.tune import TUNE_OBJECTIVES, tune_on_images
 
         if images not in ("holdout", "all"):
             raise MicronetError(f"--images {images!r}: expected holdout or all")
         if objective not in TUNE_OBJECTIVES:
             raise MicronetError(f"--objective {objective!r}: expected "
                                 f"{', '.join(TUNE_OBJECTIVES)}")
+        run = RunFolder.of(weights)
         dataset = open_dataset(data, split)
-        _, val_names = validation_split(dataset, val_fraction, seed, val_split, data)
+        val_names = _held_out(run, dataset, data, val_fraction, seed, val_split)
         if images == "all":
             val_names = list(dataset.names)
         if not val_names:
@@ -79,13 +81,26 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         if out is not None:
             typer.echo(str(write_postprocess(out, best, table, val_names, objective)))
         elif write:
-            typer.echo(str(write_postprocess(folder / "postprocess.json", best, table,
-                                             val_names, objective)))
+            typer.echo(str(run.write_postprocess(best, table, val_names, objective)))
 
 
-def _run_config(folder: Path):
-    """The training config of the run in ``folder`` (defaults when there is none)."""
+def _held_out(run: RunFolder, dataset: Dataset, data: Path, val_fraction: float | None,
+              seed: int | None, val_split: str | None) -> list[str]:
+    """The images the run validated on: its ``split.json``; recomputed from the run's config
+    (or the defaults) when it has none or when a split option is given."""
+    from ..errors import MicronetError
     from ..train.config import TrainConfig, load_config
+    from ..train.data import validation_split
 
-    return load_config(folder / "config.json") if (folder / "config.json").is_file() \
-        else TrainConfig()
+    recorded = run.read_split()
+    if recorded is not None and (val_fraction, seed, val_split) == (None, None, None):
+        unknown = sorted(set(recorded[1]) - set(dataset.names))
+        if unknown:
+            raise MicronetError(f"{run.split}: held-out images not in {data}: "
+                                f"{', '.join(unknown[:5])} (is --data the run's training data?)")
+        return recorded[1]
+    config = load_config(run.config) if run.config.is_file() else TrainConfig()
+    return validation_split(
+        dataset, config.data.val_fraction if val_fraction is None else val_fraction,
+        config.run.seed if seed is None else seed,
+        config.data.val_split if val_split is None else val_split, data)[1]

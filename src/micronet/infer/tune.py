@@ -2,26 +2,23 @@
 
 Class maps are predicted once per image; the grid search (:func:`tune_postprocess`) then only
 re-runs post-processing.
-The result is written as ``postprocess.json`` beside the weights, where :class:`Segmenter`
-(and so ``segment`` and ``evaluate``) picks it up.
+The result is written as the run's ``postprocess.json``
+(:class:`~micronet.infer.run_folder.RunFolder`), where :class:`Segmenter` (and so ``segment``
+and ``evaluate``) picks it up.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._io import atomic_path
 from .postprocess import ClassMaps, PostprocessConfig, label_glands, remove_small
 
-__all__ = ["DEFAULT_GRID", "TUNE_OBJECTIVES", "tune_postprocess", "tune_on_images",
-           "write_postprocess", "read_postprocess"]
+__all__ = ["DEFAULT_GRID", "TUNE_OBJECTIVES", "tune_postprocess", "tune_on_images"]
 
 #: GlaS glands are large (median ~4,000 px at 0.62 µm/px), so min_size goes well above the
 #: default; thresholds and growth around the 3-px contour band of the targets, reaching low
@@ -115,36 +112,3 @@ def tune_on_images(segmenter: Any, images: Sequence[np.ndarray], labels: Sequenc
     maps = [segmenter.predict_maps(image, progress=False)[0] for image in images]
     return tune_postprocess(maps, list(labels), grid or DEFAULT_GRID, base=TUNE_BASE,
                             objective=objective)
-
-
-def write_postprocess(path: str | Path, config: PostprocessConfig,
-                      table: Sequence[Mapping[str, Any]], names: Sequence[str],
-                      objective: str = "f1") -> Path:
-    """Write ``path`` (a run's ``postprocess.json``): the tuned values, what they maximise, the
-    images used, and the top rows of the grid."""
-    path = Path(path)
-    record = {"postprocess": config.__dict__, "objective": objective, "tuned_on": list(names),
-              "table": list(table[:10])}
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(record, indent=1) + "\n")
-    return path
-
-
-def read_postprocess(path: str | Path) -> PostprocessConfig:
-    """Post-processing from a ``postprocess.json`` (as :func:`write_postprocess` writes it) or
-    a JSON object of :class:`PostprocessConfig` fields.
-
-    Raises:
-        MicronetError: missing or unreadable file, or unknown / out-of-range values.
-    """
-    from ..errors import MicronetError
-
-    path = Path(path)
-    try:
-        record = json.loads(path.read_text())
-        values = record.get("postprocess", record) if isinstance(record, dict) else None
-        if not isinstance(values, dict):
-            raise ValueError("expected a JSON object")
-        return PostprocessConfig.from_dict(values)
-    except (OSError, ValueError, TypeError) as exc:
-        raise MicronetError(f"{path}: not usable post-processing ({exc})") from None

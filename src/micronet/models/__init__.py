@@ -6,17 +6,21 @@
 
 from __future__ import annotations
 
+import inspect
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..errors import MicronetError
-from ._pretrained import PretrainedCfg, get_pretrained, list_pretrained, load_pretrained
+from ._pretrained import get_pretrained, list_pretrained, load_pretrained, weights_dir
 from ._registry import get_builder, list_models, register_model
+from .card import DEFAULT_MPP, WeightsCard
 from .micronet import MicroNet, MicroNetOutput, MicroNetSpec
 
 __all__ = ["create", "list_models", "list_pretrained", "register_model", "MicroNet",
-           "MicroNetOutput", "MicroNetSpec", "PretrainedCfg", "get_pretrained", "normalize",
+           "MicroNetOutput", "MicroNetSpec", "WeightsCard", "DEFAULT_MPP", "get_pretrained",
+           "load_pretrained", "load_init_weights", "weights_dir", "normalize",
            "count_parameters", "count_flops"]
 
 
@@ -40,20 +44,47 @@ def create(name: str, width: float | None = None, num_classes: int | None = None
         name, pretrained = name.split(".", 1)
     builder = get_builder(name)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    cfg = None
+    card = None
     if pretrained:
-        cfg = get_pretrained(name, pretrained)
-        if width is not None and abs(width - cfg.width) > 1e-9:
-            raise MicronetError(f"weights {cfg.name} are for width {cfg.width}, not {width}")
-        if num_classes is not None and num_classes != cfg.num_classes:
-            raise MicronetError(f"weights {cfg.name} have {cfg.num_classes} classes, "
+        card = get_pretrained(name, pretrained)
+        if width is not None and abs(width - card.width) > 1e-9:
+            raise MicronetError(f"weights {card.name} are for width {card.width}, not {width}")
+        if num_classes is not None and num_classes != card.num_classes:
+            raise MicronetError(f"weights {card.name} have {card.num_classes} classes, "
                                 f"not {num_classes}")
-        width, num_classes = cfg.width, cfg.num_classes
+        width, num_classes = card.width, card.num_classes
+        kwargs = {**card.model_kwargs, **kwargs}
     model = builder(width=1.0 if width is None else width,
                     num_classes=3 if num_classes is None else num_classes, **kwargs)
-    if cfg is not None:
-        load_pretrained(model, cfg)
+    if not hasattr(model, "build_kwargs"):  # what rebuilds it: see WeightsCard.model_kwargs
+        model.build_kwargs = {**_constructor_defaults(type(model)),  # type: ignore[assignment]
+                              **kwargs}
+    if card is not None:
+        load_pretrained(model, card)
     return model
+
+
+def load_init_weights(model: torch.nn.Module, source: str | Path) -> None:
+    """Copy weights into ``model`` (fine-tuning): from a weights file, a run folder, or a
+    shipped tag / dataset of the model's architecture (``"glas"``).
+
+    Raises:
+        MicronetError: unknown source, or weights that do not fit ``model``.
+    """
+    from .weights_io import load_state_into, load_weights
+
+    if Path(source).exists():
+        state, _ = load_weights(source)
+        load_state_into(model, state, str(source))
+    else:
+        load_pretrained(model, get_pretrained(str(getattr(model, "name", "")), str(source)))
+
+
+def _constructor_defaults(cls: type) -> dict[str, Any]:
+    """Keyword defaults of a model class beyond width, classes and name."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty
+            and p.name not in ("width", "num_classes", "name")}
 
 
 def normalize(images: torch.Tensor, mean: tuple[float, ...] = (0.5, 0.5, 0.5),

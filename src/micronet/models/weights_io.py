@@ -2,7 +2,8 @@
 
 Shards (``NAME-00001-of-00004.safetensors`` + ``NAME.safetensors.index.json``, the Hugging Face
 layout) keep every file under a size limit, e.g. the 16 MiB a GPU machine may send back.
-Metadata (architecture, width, classes) travels inside the files, so weights describe themselves.
+Metadata (a :class:`~micronet.models.card.WeightsCard`: architecture, width, every model option,
+µm/px, post-processing) travels inside the files, so weights describe themselves.
 """
 
 from __future__ import annotations
@@ -11,11 +12,31 @@ import json
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from .._io import atomic_path
 from ..errors import MicronetError
 
-__all__ = ["save_weights", "load_weights", "weights_metadata"]
+__all__ = ["save_weights", "load_weights", "weights_metadata", "load_state_into"]
+
+
+def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` into ``model`` strictly (tensors cast to the model's dtypes).
+
+    Raises:
+        MicronetError: ``{source}: weights do not fit {arch} at width {width} (first problem)``.
+    """
+    ref = model.state_dict()
+    state = {k: v.to(ref[k].dtype) if k in ref and v.is_floating_point() else v
+             for k, v in state.items()}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        arch = getattr(model, "name", type(model).__name__)
+        width = getattr(model, "width", None)
+        where = f"{arch} at width {width}" if width is not None else arch
+        raise MicronetError(f"{source}: weights do not fit {where} "
+                            f"({str(exc).splitlines()[0]})") from None
 
 
 def save_weights(state: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str],

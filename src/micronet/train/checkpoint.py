@@ -22,11 +22,12 @@ __all__ = ["save_state", "load_state", "save_model_weights", "model_metadata"]
 
 
 def model_metadata(model: torch.nn.Module, **extra: Any) -> dict[str, str]:
-    """Metadata stored in weight files so they load without a config."""
-    meta = {"arch": getattr(model, "name", "micronet508"), "width": str(model.width),
-            "num_classes": str(model.num_classes), "format": "micronet-seg"}
-    meta.update({k: str(v) for k, v in extra.items()})
-    return meta
+    """Metadata stored in weight files so they load without a config: the model's
+    :class:`~micronet.models.card.WeightsCard` (architecture and every constructor option);
+    ``extra`` sets card fields (``mpp``, ``input_mpp``) and provenance (``step``, ``epoch``)."""
+    from ..models.card import WeightsCard
+
+    return WeightsCard.from_model(model, **extra).to_metadata()
 
 
 def _disk_error(path: Path, exc: OSError) -> MicronetError:

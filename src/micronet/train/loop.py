@@ -20,10 +20,9 @@ from rich.progress import TextColumn
 
 from .._console import console, make_progress
 from .._device import resolve_device, resolve_precision
-from .._io import atomic_path
 from ..errors import MicronetError
-from ..infer.tune import write_postprocess
-from ..models import create
+from ..infer.run_folder import RunFolder
+from ..models import create, load_init_weights
 from .checkpoint import load_state, save_model_weights, save_state
 from .config import TrainConfig
 from .data import load_training_data
@@ -34,7 +33,7 @@ from .step import model_input, training_step
 if TYPE_CHECKING:
     from .validate import Validation
 
-__all__ = ["train", "TrainResult"]
+__all__ = ["train", "TrainResult", "build_model"]
 
 
 @dataclass
@@ -47,7 +46,9 @@ class TrainResult:
     best_score: float
 
 
-def _check_model(config: TrainConfig) -> torch.nn.Module:
+def build_model(config: TrainConfig) -> torch.nn.Module:
+    """The network ``config.model`` describes (with ``model.init`` weights when given), checked
+    against the crop size."""
     try:
         model = create(config.model.name, width=config.model.width,
                        num_classes=config.model.num_classes, dropout=config.model.dropout,
@@ -55,34 +56,12 @@ def _check_model(config: TrainConfig) -> torch.nn.Module:
     except ValueError as exc:
         raise MicronetError(f"model: {exc}") from None
     if config.model.init:
-        _load_init(model, config.model.init)
+        load_init_weights(model, config.model.init)
     if config.data.crop_size != model.input_size:
         raise MicronetError(f"data.crop_size={config.data.crop_size} but {config.model.name} takes "
                             f"{model.input_size}×{model.input_size} inputs; set data.crop_size="
                             f"{model.input_size}")
     return model
-
-
-def _load_init(model: torch.nn.Module, source: str) -> None:
-    """Fine-tuning: copy weights from a shipped tag, a weights file or a run folder."""
-    from ..models import get_pretrained
-    from ..models._pretrained import load_pretrained
-    from ..models.weights_io import load_weights
-
-    if Path(source).exists():
-        state, _ = load_weights(source)
-        try:
-            model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
-        except RuntimeError as exc:
-            raise MicronetError(f"{source}: weights do not fit {model.name} at width "
-                                f"{model.width} ({str(exc).splitlines()[0]})") from None
-    else:
-        load_pretrained(model, get_pretrained(model.name, source))
-
-
-def _append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
 
 
 def _make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -111,11 +90,11 @@ def _set_rng_state(state: dict[str, torch.Tensor], generator: torch.Generator,
 def _prepare_run_dir(config: TrainConfig, resume: Path | None, dist: DistInfo) -> Path:
     run_dir = Path(resume) if resume is not None else Path(config.run.out)
     if dist.is_main:
-        if resume is None and (run_dir / "last.pt").exists():
+        if resume is None and RunFolder(run_dir).state.exists():
             raise MicronetError(f"{run_dir}: a run already exists here; use --resume {run_dir} to "
                                 "continue it or choose another run.out")
         run_dir.mkdir(parents=True, exist_ok=True)
-        config.save(run_dir / "config.json")
+        config.save(RunFolder(run_dir).config)
     return run_dir
 
 
@@ -139,13 +118,12 @@ def train(config: TrainConfig, resume: str | Path | None = None,
 def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist: DistInfo,
            progress: bool | None) -> TrainResult:
     torch.manual_seed(config.run.seed)
-    model = _check_model(config)
+    model = build_model(config)
     data = load_training_data(config, device)
     run_dir = _prepare_run_dir(config, resume, dist)
+    run = RunFolder(run_dir)
     if dist.is_main:  # which images trained and which validated (post-processing tunes on these)
-        with atomic_path(run_dir / "split.json") as tmp:
-            tmp.write_text(json.dumps({"train": data.train_names, "val": data.val_names},
-                                      indent=1) + "\n")
+        run.write_split(data.train_names, data.val_names)
     s = config.schedule
     steps_per_epoch = s.steps_per_epoch or max(1, math.ceil(8 * data.num_train / s.batch_size))
     total_steps = steps_per_epoch * s.epochs
@@ -158,7 +136,7 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
     generator = torch.Generator().manual_seed(config.run.seed * 1000 + dist.rank)
     step, best = 0, -1.0
     if resume is not None:
-        state = load_state(run_dir / "last.pt")
+        state = load_state(run.state)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, best = int(state["step"]), float(state["best_score"])
@@ -172,10 +150,9 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
     if config.run.compile:
         net = torch.compile(net)
     amp = resolve_precision(config.run.precision, device)
-    log_path = run_dir / "log.jsonl"
 
     def save_best() -> None:  # main process only
-        save_model_weights(model, run_dir / "best.safetensors", config.run.shard_mb,
+        save_model_weights(model, run.best, config.run.shard_mb,
                            step=step, epoch=step / steps_per_epoch)
 
     def save_last() -> None:  # every process: the RNG states of all ranks are gathered
@@ -187,10 +164,10 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
         if not dist.is_main:
             return
         extra = {"step": step, "epoch": step / steps_per_epoch}
-        save_state(run_dir / "last.pt", {
+        save_state(run.state, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
             "best_score": best, "rng": rng_all, "config": json.dumps(config.to_dict())})
-        save_model_weights(model, run_dir / "last.safetensors", config.run.shard_mb, **extra)
+        save_model_weights(model, run.last, config.run.shard_mb, **extra)
 
     start_time = time.monotonic()
     stop_at = total_steps if not config.run.max_steps else min(total_steps,
@@ -223,11 +200,11 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
                                         "schedule.lr0 or use run.precision=fp32")
                 prog.update(task, completed=step, loss=loss_value, lr=lr, sps=sps)
             if dist.is_main and (step % config.run.log_every == 0 or step == stop_at):
-                _append_jsonl(log_path, {"type": "step", "step": step, "epoch": epoch + 1,
-                                         "loss": loss_value, "lr": lr,
-                                         **{k: float(v) for k, v in parts.items()},
-                                         "samples_per_s": sps,
-                                         "elapsed_s": time.monotonic() - start_time})
+                run.append_log({"type": "step", "step": step, "epoch": epoch + 1,
+                                "loss": loss_value, "lr": lr,
+                                **{k: float(v) for k, v in parts.items()},
+                                "samples_per_s": sps,
+                                "elapsed_s": time.monotonic() - start_time})
             end_of_epoch = step % steps_per_epoch == 0
             if end_of_epoch:
                 record = {"type": "epoch", "epoch": epoch + 1, "step": step, "lr": lr}
@@ -240,10 +217,10 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
                         best = score
                         save_best()
                         # the best checkpoint's grid-tuned post-processing, until `micronet tune`
-                        write_postprocess(run_dir / "postprocess.json", validation.postprocess,
-                                          validation.table, data.val_names)
+                        run.write_postprocess(validation.postprocess, validation.table,
+                                              data.val_names)
                 if dist.is_main:
-                    _append_jsonl(log_path, record)
+                    run.append_log(record)
                     console.print(f"epoch {epoch + 1}/{s.epochs}: " + ", ".join(
                         f"{k} {v:.4g}" for k, v in record.items() if k not in ("type",)))
             timed_out = (config.run.time_limit_min and
@@ -253,7 +230,7 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
                 save_last()
             if timed_out:
                 break
-    if dist.is_main and best < 0 and not (run_dir / "best.safetensors").exists():
+    if dist.is_main and best < 0 and not run.best.exists():
         save_best()  # no validation ran: the last weights are the best we have
     return TrainResult(run_dir, model, step, best)
 
@@ -269,7 +246,6 @@ def write_summary(run_dir: Path, result: TrainResult, best_metric: str) -> None:
     steps, the validation score of ``best`` and which metric it is, parameters."""
     summary = {"step": result.step, "best_metric": best_metric, "best_score": result.best_score,
                "params": int(sum(p.numel() for p in result.model.parameters()))}
-    with atomic_path(run_dir / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=1))
+    RunFolder(run_dir).write_summary(summary)
 
 
