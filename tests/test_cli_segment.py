@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,7 +70,8 @@ def test_segment_folder_with_weights_file(inputs, tmp_path, weights, capsys):
             assert (out / pattern.format(name)).is_file(), pattern.format(name)
     assert read_labels(out / "a_labels.png").shape == (256, 256)
     assert read_labels(out / "b_labels.png").shape == (120, 200)
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files
+    assert not [p for p in out.iterdir() if p.name.startswith(".") and p.name != ".micronet"]
+    assert sorted(p.name for p in (out / ".micronet").iterdir()) == ["lock", "manifest.json"]
     assert "a.png:" in capsys.readouterr().out
 
 
@@ -138,13 +140,16 @@ def test_bad_inputs_fail_alone(inputs, tmp_path, weights, capsys):
     err = capsys.readouterr().err
     for name in ("gray.png", "rgba.png", "cut.png", "deep.tif", "empty", "missing.png"):
         assert name in err, name
-    assert "6 of 8 input(s) failed" in " ".join(err.split())
-    written = sorted(p.name for p in out.iterdir())
+    assert "5 of 8 input(s) failed" in " ".join(err.split())  # transparent RGBA: on white
+    written = sorted(p.name for p in out.iterdir() if p.name != ".micronet")
     assert written == ["a_glands.csv", "a_labels.png", "b_glands.csv", "b_labels.png",
-                       "summary.csv"]
-    status = {r["name"]: r["status"] for r in csv.DictReader((out / "summary.csv").open())}
-    assert status["a"] == status["b"] == "ok" and len(status) == 6  # 2 ok + 4 unreadable files
-    assert status["rgba"].startswith("error: ") and "rgba.png" in status["rgba"]
+                       "rgba_glands.csv", "rgba_labels.png", "summary.csv"]
+    rows = {Path(r["input"]).name: r for r in csv.DictReader((out / "summary.csv").open())}
+    assert {k: r["status"] for k, r in rows.items()} == {
+        "a.png": "ok", "b.jpg": "ok", "rgba.png": "ok", "gray.png": "error", "cut.png": "error",
+        "deep.tif": "error", "empty": "missing", "missing.png": "missing"}
+    assert "gray.png" in rows["gray.png"]["error"]
+    assert "composited on white" in rows["rgba.png"]["note"]
 
 
 def test_next_image_is_inferred_while_the_last_is_finished_and_order_is_kept(
@@ -195,7 +200,8 @@ def test_next_image_is_inferred_while_the_last_is_finished_and_order_is_kept(
     assert "c.png: No space left on device" in captured.err
     rows = list(csv.DictReader((out / "summary.csv").open()))
     assert [r["name"] for r in rows] == ["a", "b", "d_cut", "c"]
-    assert [r["status"][:5] for r in rows] == ["ok", "ok", "error", "error"]
+    assert [r["status"] for r in rows] == ["ok", "ok", "error", "error"]
+    assert "No space left" in rows[3]["error"]
 
 
 def test_existing_outputs_are_skipped_unless_overwrite(inputs, tmp_path, weights, capsys):
@@ -208,7 +214,7 @@ def test_existing_outputs_are_skipped_unless_overwrite(inputs, tmp_path, weights
     assert run(*args) == 0
     assert target.read_text() == "{}"
     assert "skipped" in capsys.readouterr().err
-    assert list(csv.DictReader((out / "summary.csv").open()))[0]["status"] == "skipped"
+    assert list(csv.DictReader((out / "summary.csv").open()))[0]["status"] == "ok"
     assert run(*args, "--overwrite") == 0
     assert json.loads(target.read_text())["type"] == "FeatureCollection"
 
@@ -219,7 +225,7 @@ def test_glob_input_and_options(inputs, tmp_path, purple, weights):
                "--device", "cpu", "--formats", "csv", "--mpp", "0.5", "--batch-size", "2",
                "--precision", "fp32")
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["a_glands.csv", "summary.csv"]
+    assert sorted(p.name for p in out.glob("[!.]*")) == ["a_glands.csv", "summary.csv"]
     header = (out / "a_glands.csv").read_text().splitlines()[0]
     assert "area_um2" in header  # --mpp given: µm columns
     assert run(str(inputs / "*.nothing"), "--out", str(out), "--weights", weights) == 1
@@ -246,7 +252,7 @@ def test_pyramidal_tiff_is_segmented_as_a_slide(tmp_path, weights, capsys):
     path = write_pyramid(tmp_path / "s.tif", synthetic_image(300), mpp=0.62, downsamples=(2,))
     out = tmp_path / "out"
     assert run(str(path), "--out", str(out), "--weights", weights, "--device", "cpu") == 0
-    assert sorted(p.name for p in out.iterdir()) == ["s.geojson", "s_glands.csv",
+    assert sorted(p.name for p in out.glob("[!.]*")) == ["s.geojson", "s_glands.csv",
                                                      "s_overlay.png", "summary.csv"]
     assert "slide, level 0" in capsys.readouterr().out
     (row,) = csv.DictReader((out / "summary.csv").open())
@@ -279,4 +285,8 @@ def test_library_segments_a_folder_like_the_cli(inputs, tmp_path, purple):
     for name in ("a", "b"):
         assert np.array_equal(read_labels(api_out / f"{name}_labels.png"),
                               read_labels(cli_out / f"{name}_labels.png"))
-    assert (api_out / "summary.csv").read_text() == (cli_out / "summary.csv").read_text()
+    untimed = [{k: v for k, v in r.items() if k not in ("segmented_at", "seconds")}
+               for out in (api_out, cli_out) for r in csv.DictReader((out / "summary.csv").open())]
+    api, cli = untimed[:3], untimed[3:]
+    assert [r for r in api if r["status"] == "ok"] == cli
+    assert [r["input"] for r in api if r["status"] == "missing"] == [str(tmp_path / "missing.png")]

@@ -82,7 +82,9 @@ def test_cli_pred_gt_known_answers(folders, tmp_path, capsys):
     assert mean["f1"] == pytest.approx(2 / 3)
     assert mean["object_dice"] == pytest.approx((5 / 7 + (1 + 100 / 104) / 2) / 2)
     assert mean["object_hausdorff"] == pytest.approx((4.4 + 4 / 104 * math.sqrt(800) / 2) / 2)
-    assert metrics["dataset"] == "GlaS" and "reconstructed" in metrics["note"]
+    # the user's own data: named by its folder, no GlaS note (issue 18)
+    assert metrics["dataset"] == f"ground truth in {gt_dir}" and not metrics["glas"]
+    assert "note" not in metrics
     assert metrics["provenance"]["predictions"] == str(pred_dir)
 
     rows = list(csv.DictReader((out / "per_image.csv").open()))
@@ -92,9 +94,10 @@ def test_cli_pred_gt_known_answers(folders, tmp_path, capsys):
     assert float(rows[0]["object_hausdorff"]) == pytest.approx(4.4, rel=1e-5)
 
     report = (out / "report.md").read_text()
-    assert MILD_NET_ROW in report and MICRO_NET_ROW in report
+    assert report.startswith(f"# Evaluation on ground truth in {gt_dir}\n")
+    assert "MILD-Net" not in report and "published" not in report
+    assert "reconstructed" not in report and "on GlaS" not in report
     assert "| all | pooled | 2 | 2 / 4 | 0.667 | 0.500 | 1.000 |" in report
-    assert "reconstructed" in report
     for figure in ("f1_per_image.png", "best_worst.png"):
         assert Image.open(out / figure).size[0] > 100  # RGB images found beside the GT
 
@@ -136,6 +139,9 @@ def test_cli_data_official_layout(tmp_path, split_args):
     assert splits["testB"]["pooled"]["f1"] == pytest.approx(2 / 3)
     report = (out / "report.md").read_text()
     assert "| **this run (GlaS)** | 0.667 | 0.714 | 4.4 | 0.667 | 0.981 | 0.5 |" in report
+    assert MILD_NET_ROW in report and MICRO_NET_ROW in report
+    assert "covers 1 of Test A's 60 and 1 of Test B's 20 images" in report
+    assert "reconstructed" not in report  # official annotations
     assert (out / "best_worst.png").exists()
 
 
@@ -148,8 +154,11 @@ def test_imported_layout_and_manifest_label(tmp_path):
     _save(tmp_path / "pred" / "testA_1_labels.png", pred)
     metrics = evaluate_folders(tmp_path / "pred", None, tmp_path / "out", data_dir=root,
                                splits=["testA"])
-    assert metrics["dataset"] == "GlaS (reconstructed labels)"
-    assert "# Evaluation on GlaS (reconstructed labels)" in (tmp_path / "out/report.md").read_text()
+    assert metrics["dataset"] == "GlaS (reconstructed labels)" and metrics["glas"]
+    assert "reconstructed" in metrics["note"]
+    report = (tmp_path / "out/report.md").read_text()
+    assert "# Evaluation on GlaS (reconstructed labels)" in report
+    assert "> Note: Labels from the shared micronet-seg copy of GlaS are reconstructed" in report
 
 
 def test_evaluate_model_with_a_threshold_segmenter(tmp_path, synthetic_glands):

@@ -166,11 +166,32 @@ def test_label_images_png_and_tif_round_trip(tmp_path):
 
 def test_overlay_colours_glands_only(synthetic_glands):
     image, labels = synthetic_glands
-    out = overlay_image(image, labels)
+    out = overlay_image(image, labels, ids=False)
     assert out.shape == image.shape and out.dtype == np.uint8
     np.testing.assert_array_equal(out[labels == 0], image[labels == 0])
     assert np.mean(np.any(out[labels > 0] != image[labels > 0], axis=-1)) > 0.9
-    np.testing.assert_array_equal(overlay_image(image, labels, block=7), out)
+    np.testing.assert_array_equal(overlay_image(image, labels, block=7, ids=False), out)
+
+
+def test_overlay_outlines_stand_out_on_he_and_glands_carry_their_ids(synthetic_glands):
+    from matplotlib.colors import rgb_to_hsv
+
+    from micronet.infer.export import gland_colors
+
+    hues = rgb_to_hsv(gland_colors(200)[1:] / 255.0)[:, 0] * 360
+    assert hues.min() >= 45 and hues.max() <= 195  # no pink, purple or magenta outlines
+    image, labels = synthetic_glands
+    plain, labelled = overlay_image(image, labels, ids=False), overlay_image(image, labels)
+    changed = np.any(plain != labelled, axis=-1)
+    for gid in range(1, labels.max() + 1):  # white text at each gland's centre, nowhere else
+        r, c = np.argwhere(labels == gid).mean(axis=0).round().astype(int)
+        assert changed[r - 6:r + 7, c - 8:c + 9].any(), gid
+        assert (labelled[r - 6:r + 7, c - 8:c + 9] >= 230).all(axis=-1).any(), gid
+    far = np.ones_like(changed)
+    for gid in range(1, labels.max() + 1):
+        r, c = np.argwhere(labels == gid).mean(axis=0).round().astype(int)
+        far[max(r - 15, 0):r + 16, max(c - 20, 0):c + 21] = False
+    assert not changed[far].any()
 
 
 def test_csv_has_header_and_rows(tmp_path, synthetic_glands):

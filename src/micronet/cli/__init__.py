@@ -23,6 +23,21 @@ bench_app = typer.Typer(help="Benchmarks: each prints its figures and ratios mea
                         no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"micronet-seg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_print_version,
+                                          is_eager=True, help="Print the version and exit.")
+             ) -> None:
+    pass
+
 # Each subcommand module defines ``register(app, bench_app)``.
 for _name in ("models", "data", "train", "tune", "segment", "evaluate", "demo", "grade"):
     importlib.import_module(f"{__name__}.{_name}").register(app, bench_app)

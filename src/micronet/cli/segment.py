@@ -48,15 +48,16 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", "-q", help="Hide progress bars."),
     ) -> None:
         """Segment glands: NAME_labels.png, NAME_overlay.png, NAME.geojson, NAME_glands.csv,
-        and summary.csv (one row per input)."""
+        and summary.csv (one row per input ever segmented into OUT). Inputs already segmented
+        into OUT, unchanged and with the same settings, are skipped."""
         from .._console import make_progress
         from ..infer import Segmenter
-        from ..infer.batch import expand_inputs, segment_files
+        from ..infer.batch import gather_inputs, segment_files
         from ..infer.run_folder import read_postprocess
 
         chosen = _parse_formats(formats)
         tuned = read_postprocess(postprocess) if postprocess is not None else None
-        files, bad = expand_inputs(inputs)
+        files, bad = gather_inputs(inputs, out)  # the missing ones get summary rows
         for line in bad:
             console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
         errors = list(bad)

@@ -1,14 +1,17 @@
 """Segment a batch of inputs (images, slides, folders, globs) into one output folder.
 
 The pipeline behind ``micronet segment``, usable from Python: :func:`expand_inputs` turns paths,
-folders and globs into files, :func:`output_names` gives each a collision-free output name, and
-:func:`segment_files` segments them all and writes ``summary.csv`` (one row per input).
-:func:`segment_inputs` does the three in one call.
+folders and globs into files (:func:`gather_inputs` also records the ones not found in the
+folder's summary), :func:`output_names` gives each a collision-free output name, and
+:func:`segment_files` segments them all. Which outputs belong to which input, what is already
+done and ``summary.csv`` are kept by :mod:`micronet.infer.outputs`. :func:`segment_inputs` does
+it all in one call.
 """
 
 from __future__ import annotations
 
 import glob
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,17 +19,15 @@ from typing import TYPE_CHECKING, Any
 from .._console import console
 from ..data.folders import IMAGE_SUFFIXES, list_images, natural_key
 from ..errors import MicronetError
+from .outputs import SUMMARY_COLUMNS, OutputFolder
 
 if TYPE_CHECKING:
     from rich.progress import Progress
 
     from .segmenter import Inference, Segmenter
 
-__all__ = ["SUMMARY_COLUMNS", "is_slide", "expand_inputs", "output_names",
-           "summary_row", "segment_files", "segment_inputs"]
-
-SUMMARY_COLUMNS = ("input", "name", "status", "kind", "glands", "width_px", "height_px", "mpp",
-                   "gland_area_px", "gland_area_fraction", "mean_gland_area_px")
+__all__ = ["SUMMARY_COLUMNS", "is_slide", "expand_inputs", "gather_inputs", "output_names",
+           "summary_row", "run_settings", "segment_files", "segment_inputs"]
 
 
 def is_slide(path: Path) -> bool:
@@ -48,33 +49,56 @@ def is_slide(path: Path) -> bool:
         return False
 
 
-def expand_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[str]]:
-    """Files from paths, folders (their images, sorted) and globs; plus one error per dud."""
+def _expand(entry: str | Path) -> tuple[list[Path], str | None]:
+    """The files of one path, folder (its images, sorted) or glob, or why there are none."""
     from .slide import SLIDE_SUFFIXES
 
-    suffixes = (*IMAGE_SUFFIXES, *sorted(set(SLIDE_SUFFIXES) - set(IMAGE_SUFFIXES)))
+    item, path = str(entry), Path(entry)
+    if any(ch in item for ch in "*?[") and not path.exists():
+        matches = sorted((Path(p) for p in glob.glob(item) if Path(p).is_file()),
+                         key=lambda p: natural_key(str(p)))
+        return matches, None if matches else f"{item}: no files match this pattern"
+    if path.is_dir():
+        suffixes = (*IMAGE_SUFFIXES, *sorted(set(SLIDE_SUFFIXES) - set(IMAGE_SUFFIXES)))
+        found = list_images(path, suffixes)
+        return found, None if found else (f"{path}: folder holds no images "
+                                          f"({', '.join(sorted(suffixes))})")
+    if path.exists():
+        return [path], None
+    return [], f"{path}: file not found"
+
+
+def _unique(files: Sequence[Path]) -> list[Path]:
+    seen: set[Path] = set()
+    return [f for f in files if not (f.resolve() in seen or seen.add(f.resolve()))]
+
+
+def expand_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[str]]:
+    """Files from paths, folders (their images, sorted) and globs; plus one error per dud."""
     files: list[Path] = []
     errors: list[str] = []
     for entry in inputs:
-        item, path = str(entry), Path(entry)
-        if any(ch in item for ch in "*?[") and not path.exists():
-            matches = sorted((Path(p) for p in glob.glob(item) if Path(p).is_file()),
-                             key=lambda p: natural_key(str(p)))
-            if not matches:
-                errors.append(f"{item}: no files match this pattern")
-            files += matches
-        elif path.is_dir():
-            found = list_images(path, suffixes)
-            if not found:
-                errors.append(f"{path}: folder holds no images ({', '.join(sorted(suffixes))})")
+        found, error = _expand(entry)
+        files += found
+        errors += [error] if error else []
+    return _unique(files), errors
+
+
+def gather_inputs(inputs: Sequence[str | Path], out: str | Path) -> tuple[list[Path], list[str]]:
+    """:func:`expand_inputs`, and a ``missing`` row in ``out``'s summary for each path, folder
+    or glob that gives no file (dropped again once it does)."""
+    files: list[Path] = []
+    errors: list[str] = []
+    with OutputFolder(out) as folder:
+        for entry in inputs:
+            found, error = _expand(entry)
             files += found
-        elif path.exists():
-            files.append(path)
-        else:
-            errors.append(f"{path}: file not found")
-    seen: set[Path] = set()
-    unique = [f for f in files if not (f.resolve() in seen or seen.add(f.resolve()))]
-    return unique, errors
+            if error:
+                errors.append(error)
+                folder.failed(entry, "", error, status="missing")
+            else:
+                folder.forget(entry)
+    return _unique(files), errors
 
 
 def output_names(files: Sequence[Path]) -> dict[Path, str]:
@@ -101,17 +125,28 @@ def output_names(files: Sequence[Path]) -> dict[Path, str]:
             return names
 
 
-def _outputs_exist(out: Path, name: str, formats: Sequence[str], slide: bool) -> bool:
+def run_settings(segmenter: Segmenter, mpp: float | None = None,
+                 grader: Any = None) -> dict[str, Any]:
+    """What decides an input's outputs besides the input itself (weights, post-processing,
+    test-time augmentation, tissue mask, µm/px, grading): outputs made with other settings are
+    redone rather than skipped."""
+    def plain(value: Any) -> Any:
+        return vars(value) if hasattr(value, "__dict__") else value
+
+    info = getattr(segmenter, "info", None)
+    return {"weights": getattr(info, "name", None),
+            "postprocess": plain(getattr(segmenter, "postprocess", None)),
+            "tta": len(getattr(segmenter, "transforms", ())),
+            "tissue": plain(getattr(segmenter, "tissue", None)),
+            "mpp": mpp, "grade": grader is not None}
+
+
+def _slide_files(out: Path, name: str, formats: Sequence[str]) -> list[Path]:
+    """The files a slide's segmentation wrote (no label image; a tissue mask when used)."""
     from .export import output_paths
 
-    wanted = [f for f in formats if not (slide and f == "labels")]
-    paths = output_paths(out, name, wanted)
-    if "labels" in paths:
-        paths["labels_tif"] = output_paths(out, name, ["labels"], labels_tif=True)["labels"]
-        if paths["labels_tif"].exists():
-            paths.pop("labels")
-        paths.pop("labels_tif")
-    return all(p.exists() for p in paths.values())
+    wanted = [f for f in formats if f != "labels"] + ["tissue"]
+    return [p for p in output_paths(out, name, wanted).values() if p.exists()]
 
 
 def summary_row(path: Path, name: str, kind: str, glands: Sequence[dict[str, Any]], width: int,
@@ -120,6 +155,7 @@ def summary_row(path: Path, name: str, kind: str, glands: Sequence[dict[str, Any
     area = float(sum(g["area_px"] for g in glands))
     row: dict[str, Any] = {
         "input": str(path), "name": name, "status": "ok", "kind": kind, "glands": len(glands),
+        "suspect": sum(bool(g.get("suspect")) for g in glands),
         "width_px": width, "height_px": height, "mpp": mpp if mpp else "",
         "gland_area_px": round(area, 2),
         "gland_area_fraction": round(area / (width * height), 5),
@@ -137,10 +173,16 @@ def _echo(line: str) -> None:
 def segment_files(files: Sequence[Path], out: Path, segmenter: Segmenter,
                   formats: Sequence[str], mpp: float | None = None, overwrite: bool = False,
                   progress: Progress | None = None,
-                  echo: Callable[[str], None] = _echo) -> list[str]:
-    """Segment each file into ``out`` and write ``out/summary.csv`` (one row per input: gland
-    count and area, or why it was skipped or failed); returns one error line per failed file.
-    ``echo`` gets one result line per input (stdout by default); errors go to the console.
+                  echo: Callable[[str], None] = _echo, grader: Any = None) -> list[str]:
+    """Segment each file into ``out``; returns one error line per failed file.
+
+    Each input is recorded in the folder's manifest and ``summary.csv`` (one row per input ever
+    segmented there: gland count and area, or the error; see :mod:`micronet.infer.outputs`). An
+    input already segmented there, unchanged and with the same settings
+    (:func:`run_settings`), is skipped unless ``overwrite``; another input never takes its
+    outputs' name. ``echo`` gets one result line per input (stdout by default); errors and
+    skips go to the console. With a ``grader`` (:func:`micronet.grade.load_grader`), image rows
+    also get ``p_malignant`` and ``grade`` (slides are not graded).
 
     Post-processing and export of an image run in a worker thread while the next image goes
     through the network, so a GPU is not left waiting on them; at most two images are held.
@@ -149,75 +191,97 @@ def segment_files(files: Sequence[Path], out: Path, segmenter: Segmenter,
 
     from .._console import make_progress
     from .._io import read_rgb
-    from .export import export_segmentation, write_csv
+    from .export import export_segmentation
 
     if progress is None:
         with make_progress(False) as quiet:
-            return segment_files(files, out, segmenter, formats, mpp, overwrite, quiet, echo)
-    formats = tuple(formats)
+            return segment_files(files, out, segmenter, formats, mpp, overwrite, quiet, echo,
+                                 grader)
+    out, formats = Path(out), tuple(formats)
+    settings = run_settings(segmenter, mpp, grader)
     errors: list[str] = []
-    rows: list[dict[str, Any]] = []
-    names = output_names(files)
+    notes: dict[Path, list[str]] = {}  # conversions said while reading, for the summary
     task = progress.add_task("inputs", total=len(files))
-    pending: list[tuple[Path, str, Future[dict[str, Any]]]] = []  # the image being finished
+
+    def note(path: Path) -> Callable[[str], None]:
+        def say(line: str) -> None:
+            console.print(f"[yellow]note:[/] {line}", highlight=False, soft_wrap=True)
+            notes.setdefault(path, []).append(line.removeprefix(f"{path}: "))
+        return say
+    # the image being finished: path, name, start time, (row, files written)
+    pending: list[tuple[Path, str, float, Future[tuple[dict[str, Any], list[Path]]]]] = []
 
     def fail(path: Path, name: str, exc: Exception) -> None:
         errors.append(_error_line(path, exc))
         console.print(f"[bold red]error:[/] {errors[-1]}", highlight=False, soft_wrap=True)
-        rows.append({"input": str(path), "name": name, "status": f"error: {errors[-1]}"})
+        folder.failed(path, name, errors[-1])
 
     def collect() -> None:
         """Report the image in the worker (waiting for it): keeps output in input order."""
         if not pending:
             return
-        path, name, future = pending.pop()
+        path, name, start, future = pending.pop()
         try:
-            rows.append(future.result())
-            echo(f"{path}: {rows[-1]['glands']} glands{_renamed(path, name)}")
+            row, written = future.result()
+            row["note"] = "; ".join(notes.pop(path, []))
+            folder.done(path, name, row, written, formats, settings, time.perf_counter() - start)
+            echo(f"{path}: {row['glands']} glands{_renamed(path, name)}")
+            _warn_suspects(path, row["suspect"])
         except (MicronetError, OSError) as exc:
             fail(path, name, exc)
         progress.advance(task)
 
-    def finish(path: Path, name: str, inference: Inference) -> dict[str, Any]:
+    def finish(path: Path, name: str, inference: Inference
+               ) -> tuple[dict[str, Any], list[Path]]:
         result = segmenter.finish(inference)
         image = inference.image
-        export_segmentation(result, image, out, name, formats)
-        return summary_row(path, name, "image", result.glands, image.shape[1], image.shape[0],
-                           result.mpp)
+        written = export_segmentation(result, image, out, name, formats)
+        row = summary_row(path, name, "image", result.glands, image.shape[1], image.shape[0],
+                          result.mpp)
+        if grader is not None:
+            from ..grade.batch import grade_columns
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="micronet-finish") as worker:
+            row.update(grade_columns(grader, result.labels, image, result.mpp))
+        return row, written
+
+    with OutputFolder(out) as folder, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="micronet-finish") as worker:
+        names = folder.names(files, output_names(files))
         for path in files:
             name = names[path]
+            start = time.perf_counter()
             try:
-                slide = is_slide(path)
-                if not overwrite and _outputs_exist(out, name, formats, slide):
+                if not overwrite and folder.is_done(path, formats, settings):
                     collect()
-                    console.print(f"{path}: outputs exist, skipped (--overwrite redoes them)",
-                                  highlight=False, soft_wrap=True)
-                    rows.append({"input": str(path), "name": name, "status": "skipped"})
-                elif slide:
+                    console.print(f"{path}: already segmented into {out} (outputs {name}_*), "
+                                  "skipped (--overwrite redoes it)", highlight=False,
+                                  soft_wrap=True)
+                elif is_slide(path):
                     collect()
                     result = segmenter.predict_slide(path, mpp=mpp, out_dir=out,
                                                      formats=formats, progress=progress,
                                                      name=name)
+                    folder.done(path, name, summary_row(path, name, "slide", result.glands,
+                                                        *result.dimensions, result.mpp),
+                                _slide_files(out, name, formats), formats, settings,
+                                time.perf_counter() - start)
                     echo(f"{path}: {result.num_glands} glands (slide, level "
                          f"{result.level}, {result.working_mpp:.3f} µm/px, "
                          f"{result.skipped}/{result.chunks} chunks without tissue)"
                          f"{_renamed(path, name)}")
-                    rows.append(summary_row(path, name, "slide", result.glands,
-                                            *result.dimensions, result.mpp))
+                    _warn_suspects(path, sum(g["suspect"] for g in result.glands))
                 else:  # the network pass overlaps the previous image's finishing
-                    inference = segmenter.infer(read_rgb(path), mpp=mpp, progress=progress)
+                    inference = segmenter.infer(read_rgb(path, note(path)), mpp=mpp,
+                                                progress=progress)
                     collect()
-                    pending.append((path, name, worker.submit(finish, path, name, inference)))
+                    pending.append((path, name, start,
+                                    worker.submit(finish, path, name, inference)))
                     continue  # reported (and counted) when collected
             except (MicronetError, OSError) as exc:
                 collect()
                 fail(path, name, exc)
             progress.advance(task)
         collect()
-    if rows:
-        write_csv(out / "summary.csv", rows, first=SUMMARY_COLUMNS)
     return errors
 
 
@@ -227,14 +291,26 @@ def segment_inputs(inputs: Sequence[str | Path], out: str | Path, segmenter: Seg
                    progress: Progress | None = None,
                    echo: Callable[[str], None] = _echo) -> list[str]:
     """Segment images, slides, folders and globs into ``out`` (see :func:`segment_files`);
-    returns one error line per input that was missing or failed."""
-    files, errors = expand_inputs(inputs)
+    returns one error line per input that was missing or failed (missing ones get a summary
+    row too)."""
+    files, errors = gather_inputs(inputs, out)
     for line in errors:
         console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
     if files:
         errors += segment_files(files, Path(out), segmenter, formats, mpp, overwrite, progress,
                                 echo)
     return errors
+
+
+def _warn_suspects(path: Path, count: int) -> None:
+    """A warning line for objects far larger than any training gland (``suspect`` rows)."""
+    from .export import SUSPECT_AREA_UM2
+
+    if count:
+        console.print(f"[yellow]warning:[/] {path}: {count} object(s) over "
+                      f"{SUSPECT_AREA_UM2:,.0f} µm², far larger than any gland the weights were "
+                      "trained on (glass, a fold, or glands run together?): marked suspect in "
+                      "the CSV", highlight=False, soft_wrap=True)
 
 
 def _renamed(path: Path, name: str) -> str:

@@ -24,7 +24,8 @@ import numpy as np
 from .._io import atomic_path, write_png
 
 __all__ = ["FORMATS", "gland_polygons", "geojson_features", "write_geojson", "write_labels",
-           "write_overlay", "write_csv", "output_paths", "export_segmentation", "gland_colors"]
+           "write_overlay", "write_csv", "output_paths", "export_segmentation", "gland_colors",
+           "gland_columns", "draw_ids", "OVERLAY_HUES"]
 
 FORMATS = ("labels", "overlay", "geojson", "csv")
 GLAND_COLOR = (0, 160, 80)
@@ -205,18 +206,52 @@ def write_labels(stem: str | Path, labels: np.ndarray) -> Path:
     return path
 
 
+# Hues that stand out on H&E: yellow through green to cyan (45-195°). Eosin pink, haematoxylin
+# purple and their magenta/blue neighbours would hide outlines (a magenta gland on eosin).
+OVERLAY_HUES = (45.0, 195.0)
+
+
 def gland_colors(n: int) -> np.ndarray:
-    """``(n + 1, 3) uint8`` distinct colours per id (golden-ratio hues); row 0 unused."""
+    """``(n + 1, 3) uint8`` distinct colours per id (golden-ratio steps through
+    :data:`OVERLAY_HUES`, alternating two brightnesses); row 0 unused."""
     from matplotlib.colors import hsv_to_rgb
 
-    hue = (np.arange(n + 1) * 0.618033988749895) % 1.0
-    hsv = np.column_stack([hue, np.full(n + 1, 0.85), np.full(n + 1, 0.95)])
+    lo, hi = (h / 360 for h in OVERLAY_HUES)
+    ids = np.arange(n + 1)
+    hue = lo + (ids * 0.618033988749895 % 1.0) * (hi - lo)
+    hsv = np.column_stack([hue, np.full(n + 1, 1.0), np.where(ids % 2, 1.0, 0.8)])
     return (hsv_to_rgb(hsv) * 255).astype(np.uint8)
 
 
+def draw_ids(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Write each gland's id (as in the CSV and GeoJSON) at its centre, white on black, in
+    place; returns ``image``."""
+    import cv2
+    from scipy import ndimage as ndi
+
+    n = int(labels.max(initial=0))
+    if n == 0:
+        return image
+    scale = max(0.4, min(labels.shape) / 1200)  # ~11 px digits on a GlaS tile
+    thick = max(1, round(scale * 1.5))
+    centres = ndi.center_of_mass(np.ones(labels.shape, np.uint8), labels, range(1, n + 1))
+    for gid, (r, c) in enumerate(centres, start=1):
+        if not np.isfinite(r):
+            continue  # id without pixels
+        text = str(gid)
+        (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        org = (int(c - w / 2), int(r + h / 2))
+        cv2.putText(image, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2,
+                    cv2.LINE_AA)
+        cv2.putText(image, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick,
+                    cv2.LINE_AA)
+    return image
+
+
 def overlay_image(image: np.ndarray, labels: np.ndarray, alpha: float = 0.35,
-                  block: int = 1024) -> np.ndarray:
-    """The image with glands filled in translucent colours and outlined in solid colour."""
+                  block: int = 1024, ids: bool = True) -> np.ndarray:
+    """The image with glands filled in translucent colours, outlined in solid colour (hues
+    that stand out on H&E) and, with ``ids``, labelled with their ids."""
     from skimage.segmentation import find_boundaries
 
     colors = gland_colors(int(labels.max(initial=0))).astype(np.float32)
@@ -232,7 +267,7 @@ def overlay_image(image: np.ndarray, labels: np.ndarray, alpha: float = 0.35,
         mixed = dst[inside] * (1 - alpha) + colors[lab[inside]] * alpha
         dst[inside] = mixed.astype(np.uint8)
         dst[edge] = colors[lab[edge]].astype(np.uint8)
-    return out
+    return draw_ids(out, labels) if ids else out
 
 
 def write_overlay(path: str | Path, image: np.ndarray, labels: np.ndarray) -> None:
@@ -240,7 +275,15 @@ def write_overlay(path: str | Path, image: np.ndarray, labels: np.ndarray) -> No
     write_png(path, overlay_image(image, labels))
 
 
-GLAND_COLUMNS = ("id", "centroid_x", "centroid_y", "area_px", "perimeter_px")
+GLAND_COLUMNS = ("id", "centroid_x", "centroid_y", "area_px", "perimeter_px", "eccentricity",
+                 "solidity", "mean_r", "mean_g", "mean_b")
+UM_COLUMNS = ("centroid_x_um", "centroid_y_um", "area_um2", "perimeter_um")
+
+
+def gland_columns(mpp: float | None, flags: Sequence[str] = ("suspect",)) -> tuple[str, ...]:
+    """The per-gland CSV header: the same for every image of a run, one without glands
+    included (µm columns when the µm/px is known; ``flags``: ``suspect``, ``truncated``)."""
+    return GLAND_COLUMNS + (UM_COLUMNS if mpp else ()) + tuple(flags)
 
 
 def write_csv(path: str | Path, rows: Sequence[dict[str, Any]],
@@ -286,6 +329,6 @@ def export_segmentation(segmentation: Any, image: np.ndarray, out_dir: str | Pat
                                                          segmentation.glands))
         written.append(paths["geojson"])
     if "csv" in formats:
-        write_csv(paths["csv"], segmentation.glands)
+        write_csv(paths["csv"], segmentation.glands, gland_columns(segmentation.mpp))
         written.append(paths["csv"])
     return written

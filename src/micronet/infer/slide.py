@@ -331,14 +331,14 @@ def write_slide_outputs(result: SlideSegmentation, out_dir: str | Path,
                         name: str | None = None) -> list[Path]:
     """Write ``NAME.geojson``, ``NAME_glands.csv`` and a thumbnail ``NAME_overlay.png`` (NAME
     defaults to the slide's file stem)."""
-    from .export import geojson_features, output_paths, write_csv, write_geojson
+    from .export import geojson_features, gland_columns, output_paths, write_csv, write_geojson
 
     name = name or result.path.stem
     paths = output_paths(out_dir, name, [f for f in formats if f != "labels"])
     if "geojson" in paths:
         write_geojson(paths["geojson"], geojson_features(result.polygons, result.glands))
     if "csv" in paths:
-        write_csv(paths["csv"], result.glands)
+        write_csv(paths["csv"], result.glands, gland_columns(result.mpp, ("suspect", "truncated")))
     if "overlay" in paths and result.thumbnail is not None:
         from .._io import write_png
 

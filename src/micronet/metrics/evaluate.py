@@ -32,7 +32,7 @@ from .._io import read_labels, read_rgb
 from ..data.folders import label_key, list_images, natural_key
 from ..errors import InputError, MicronetError
 from .glas import ImageScores, SplitScores, pool_scores, score_image
-from .report import DEFAULT_DATASET_LABEL, RECONSTRUCTED_LABEL, Example, write_report
+from .report import DEFAULT_DATASET_LABEL, RECONSTRUCTED_LABEL, Example, provenance, write_report
 
 __all__ = ["ImagePair", "label_key", "find_pairs", "glas_pairs", "attach_predictions",
            "evaluate_folders", "evaluate_model", "DEFAULT_SPLITS"]
@@ -210,20 +210,6 @@ def _rank(s: ImageScores) -> tuple[float, float, float, str]:
     return (s.f1, s.object_dice, -s.object_hausdorff, s.name)
 
 
-def _provenance(**fields: Any) -> dict[str, Any]:
-    from datetime import datetime, timezone
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        tool = version("micronet-seg")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        tool = "unknown"
-    base = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "micronet_version": tool}
-    return base | {k: (str(v) if isinstance(v, Path) else v) for k, v in fields.items()
-                   if v is not None}
-
-
 def evaluate_folders(pred_dir: PathLike, gt_dir: PathLike | None, out_dir: PathLike,
                      images_dir: PathLike | None = None, *, data_dir: PathLike | None = None,
                      splits: Sequence[str] | None = None,
@@ -239,8 +225,9 @@ def evaluate_folders(pred_dir: PathLike, gt_dir: PathLike | None, out_dir: PathL
         data_dir: a GlaS folder instead of ``gt_dir`` (ground truth and images).
         splits: select images by split (key prefix); default all of ``gt_dir`` as one split
             ``"all"``, or Test A and B of ``data_dir``.
-        dataset_label: names the data in the report (default from the import manifest, else
-            ``"GlaS"``).
+        dataset_label: names the data in the report (default: for ``data_dir`` the import
+            manifest's label, else ``"GlaS"``; for ``gt_dir`` "ground truth in GT_DIR"). Only
+            ``data_dir`` reports compare with the published GlaS results.
 
     Returns:
         The content of metrics.json.
@@ -263,10 +250,12 @@ def evaluate_folders(pred_dir: PathLike, gt_dir: PathLike | None, out_dir: PathL
                                  pair.gt_path)
 
     results, examples = _score_pairs(pairs, load, "scoring")
-    provenance = _provenance(mode="predictions", predictions=Path(pred_dir), ground_truth=gt_dir,
-                             data=data_dir, images=images_dir, splits=list(results))
-    return write_report(out_dir, results, dataset_label or manifest_label or DEFAULT_DATASET_LABEL,
-                        provenance, examples)
+    made = provenance(mode="predictions", predictions=Path(pred_dir), ground_truth=gt_dir,
+                      data=data_dir, images=images_dir, splits=list(results))
+    glas = data_dir is not None
+    default = (manifest_label or DEFAULT_DATASET_LABEL) if glas else f"ground truth in {gt_dir}"
+    return write_report(out_dir, results, dataset_label or default, made, examples, glas=glas,
+                        reconstructed=manifest_label == RECONSTRUCTED_LABEL)
 
 
 def evaluate_model(segmenter: Any, data_dir: PathLike, out_dir: PathLike, *,
@@ -297,7 +286,8 @@ def evaluate_model(segmenter: Any, data_dir: PathLike, out_dir: PathLike, *,
         return _check_prediction(labels, gt, f"prediction for {pair.image_path}", pair.gt_path)
 
     results, examples = _score_pairs(pairs, predict, "segmenting")
-    provenance = _provenance(mode="model", **(model_info or {}), data=Path(data_dir),
-                             splits=list(results))
+    made = provenance(mode="model", **(model_info or {}), data=Path(data_dir),
+                      splits=list(results))
     return write_report(out_dir, results, dataset_label or manifest_label or DEFAULT_DATASET_LABEL,
-                        provenance, examples)
+                        made, examples, glas=True,
+                        reconstructed=manifest_label == RECONSTRUCTED_LABEL)

@@ -1,4 +1,7 @@
-"""Evaluation outputs: metrics.json, per_image.csv, report.md (with published GlaS rows), figures.
+"""Evaluation outputs: metrics.json, per_image.csv, report.md, figures.
+
+A report is titled by the data it scored; the published GlaS rows appear only when that data is
+GlaS, and the reconstructed-labels note only when its labels were reconstructed.
 
 Everything is rendered in memory first and then written file by file through `atomic_path`, so a
 failure while rendering leaves the output folder untouched.
@@ -20,8 +23,9 @@ import numpy as np
 from .._io import atomic_path
 from .glas import ImageScores, SplitScores
 
-__all__ = ["PublishedResult", "PUBLISHED", "Example", "write_report", "DEFAULT_DATASET_LABEL",
-           "RECONSTRUCTED_LABEL", "RECONSTRUCTED_NOTE"]
+__all__ = ["PublishedResult", "PUBLISHED", "Example", "write_report", "provenance",
+           "best_and_worst", "DEFAULT_DATASET_LABEL", "RECONSTRUCTED_LABEL", "RECONSTRUCTED_NOTE",
+           "GLAS_TEST_IMAGES"]
 
 DEFAULT_DATASET_LABEL = "GlaS"
 RECONSTRUCTED_LABEL = "GlaS (reconstructed labels)"
@@ -62,6 +66,7 @@ PUBLISHED: tuple[PublishedResult, ...] = (
     PublishedResult("CUMedVision1", (0.868, 0.769)),
 )
 PUBLISHED_SPLITS = ("testA", "testB")
+GLAS_TEST_IMAGES = {"testA": 60, "testB": 20}
 
 
 class Example(NamedTuple):
@@ -74,12 +79,39 @@ class Example(NamedTuple):
     pred: np.ndarray  # (H, W) int
 
 
+def provenance(**fields: Any) -> dict[str, Any]:
+    """Who made a report and when: UTC time, micronet-seg version, and the given fields (paths
+    as strings, ``None`` dropped)."""
+    from datetime import datetime, timezone
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        tool = version("micronet-seg")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        tool = "unknown"
+    base = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "micronet_version": tool}
+    return base | {k: (str(v) if isinstance(v, Path) else v) for k, v in fields.items()
+                   if v is not None}
+
+
+def _rank(s: ImageScores) -> tuple[float, float, float, str]:
+    return (s.f1, s.object_dice, -s.object_hausdorff, s.name)
+
+
+def best_and_worst(scores: Sequence[ImageScores]) -> list[tuple[str, ImageScores]]:
+    """The best and the worst image of a split (by F1, then Dice, then Hausdorff), once each."""
+    best, worst = max(scores, key=_rank), min(scores, key=_rank)
+    return [("best", best)] + ([("worst", worst)] if worst is not best else [])
+
+
 def _json_number(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
 def build_metrics(results: Mapping[str, SplitScores], dataset_label: str,
-                  provenance: Mapping[str, Any]) -> dict[str, Any]:
+                  provenance: Mapping[str, Any], glas: bool = False,
+                  reconstructed: bool = False) -> dict[str, Any]:
     """The content of metrics.json."""
     splits = {}
     for name, split in results.items():
@@ -87,7 +119,8 @@ def build_metrics(results: Mapping[str, SplitScores], dataset_label: str,
         for key in ("pooled", "image_mean"):
             d[key] = {k: _json_number(v) for k, v in d[key].items()}
         splits[name] = d
-    return {"dataset": dataset_label, "note": RECONSTRUCTED_NOTE, "conventions": CONVENTIONS,
+    note = {"note": RECONSTRUCTED_NOTE} if reconstructed else {}
+    return {"dataset": dataset_label, "glas": glas, **note, "conventions": CONVENTIONS,
             "provenance": dict(provenance), "splits": splits}
 
 
@@ -107,10 +140,8 @@ def _fmt(x: float | None, digits: int) -> str:
     return "–" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
 
 
-def render_markdown(results: Mapping[str, SplitScores], dataset_label: str,
-                    provenance: Mapping[str, Any], figures: Sequence[tuple[str, str]],
-                    figure_notes: Sequence[str] = ()) -> str:
-    """report.md: our scores per split (pooled and per-image mean) and the published GlaS table."""
+def _source(provenance: Mapping[str, Any]) -> str:
+    """What was scored, in words: model or predictions, weights, TTA, post-processing."""
     source = f"`{provenance.get('model') or provenance.get('predictions') or 'predictions'}`"
     if provenance.get("weights"):
         source += f" with weights `{provenance['weights']}`"
@@ -120,36 +151,25 @@ def render_markdown(results: Mapping[str, SplitScores], dataset_label: str,
         values = ", ".join(f"{k} {v}" for k, v in provenance["postprocess_values"].items())
         origin = f" from `{provenance['postprocess']}`" if provenance.get("postprocess") else ""
         source += f"; post-processing{origin}: {values}"
-    lines = [f"# Evaluation on {dataset_label}", "",
-             f"Scored {source} on {', '.join(results)} ({provenance.get('created', '')}, "
-             f"micronet-seg {provenance.get('micronet_version', '?')}).", "",
-             f"> Note: {RECONSTRUCTED_NOTE}", "", "## Scores", "",
-             "Pooled = the GlaS challenge way (one count and one set of area weights over all "
-             "objects of a split); per-image mean = the average of the per-image scores. Object "
-             "Hausdorff in pixels.", "",
-             "| Split | Aggregate | Images | GT / predicted objects | Object F1 | Precision | "
-             "Recall | Object Dice | Object Hausdorff | Pixel F1 |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, split in results.items():
-        for label, s in (("pooled", split.pooled), ("per-image mean", split.image_mean)):
-            lines.append(
-                f"| {name} | {label} | {split.n_images} | {split.tp + split.fn} / "
-                f"{split.tp + split.fp} | {_fmt(s.f1, 3)} | {_fmt(s.precision, 3)} | "
-                f"{_fmt(s.recall, 3)} | {_fmt(s.object_dice, 3)} | "
-                f"{_fmt(s.object_hausdorff, 1)} | {_fmt(s.pixel_f1, 3)} |")
-    lines += ["", "## Compared with published GlaS results", "",
-              "Published rows are on the official GlaS annotations, pooled per test part as in "
-              "the challenge; this run's row is pooled the same way, on "
-              f"{dataset_label}. '–' = not reported.", "",
-              "| Method | Test A F1 | Test A Object Dice | Test A Object Hausdorff | Test B F1 | "
-              "Test B Object Dice | Test B Object Hausdorff |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+    return source
+
+
+def _glas_comparison(results: Mapping[str, SplitScores], dataset_label: str) -> list[str]:
+    """The published GlaS table, with this run's pooled Test A / Test B row when it has them."""
+    lines = ["", "## Compared with published GlaS results", "",
+             "Published rows are on the official GlaS annotations, pooled per test part as in "
+             f"the challenge; this run's row is pooled the same way, on {dataset_label}. "
+             "'–' = not reported.", "",
+             "| Method | Test A F1 | Test A Object Dice | Test A Object Hausdorff | Test B F1 | "
+             "Test B Object Dice | Test B Object Hausdorff |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     ours = [results.get(s) for s in PUBLISHED_SPLITS]
-    cells = []
-    for s in ours:
-        cells += [_fmt(s.f1, 3), _fmt(s.object_dice, 3), _fmt(s.object_hausdorff, 1)] if s else \
-            ["–"] * 3
-    lines.append(f"| **this run ({dataset_label})** | " + " | ".join(cells) + " |")
+    if any(ours):
+        cells = []
+        for s in ours:
+            cells += [_fmt(s.f1, 3), _fmt(s.object_dice, 3), _fmt(s.object_hausdorff, 1)] \
+                if s else ["–"] * 3
+        lines.append(f"| **this run ({dataset_label})** | " + " | ".join(cells) + " |")
     for row in PUBLISHED:
         cells = []
         for i in range(2):
@@ -158,7 +178,47 @@ def render_markdown(results: Mapping[str, SplitScores], dataset_label: str,
                       _fmt(row.object_hausdorff[i] if row.object_hausdorff else None, 1)]
         lines.append(f"| {row.method} | " + " | ".join(cells) + " |")
     if not any(ours):
-        lines += ["", "This run has no split named testA or testB, so its row is empty."]
+        lines += ["", f"This run scored {', '.join(results)}, not Test A or Test B, so it has "
+                      "no row here."]
+    partial = [f"{results[s].n_images} of {name}'s {GLAS_TEST_IMAGES[s]}"
+               for s, name in zip(PUBLISHED_SPLITS, ("Test A", "Test B"), strict=True)
+               if s in results and results[s].n_images < GLAS_TEST_IMAGES[s]]
+    if partial:
+        lines += ["", f"This run's row covers {' and '.join(partial)} images, so it is "
+                      "indicative only: the published rows cover every test image."]
+    return lines
+
+
+def render_markdown(results: Mapping[str, SplitScores], dataset_label: str,
+                    provenance: Mapping[str, Any], figures: Sequence[tuple[str, str]],
+                    figure_notes: Sequence[str] = (), glas: bool = False,
+                    reconstructed: bool = False) -> str:
+    """report.md: our scores per split (pooled and per-image mean), and for GlaS data the
+    published GlaS table."""
+    made = ", ".join(x for x in (provenance.get("created"),
+                                 f"micronet-seg {provenance['micronet_version']}"
+                                 if provenance.get("micronet_version") else None) if x)
+    lines = [f"# Evaluation on {dataset_label}", "",
+             f"Scored {_source(provenance)} on {', '.join(results)}"
+             + (f" ({made})." if made else "."), ""]
+    if reconstructed:
+        lines += [f"> Note: {RECONSTRUCTED_NOTE}", ""]
+    lines += ["## Scores", "",
+              "Pooled = the GlaS challenge way (one count and one set of area weights over all "
+              "objects of a split); per-image mean = the average of the per-image scores. Object "
+              "Hausdorff in pixels.", "",
+              "| Split | Aggregate | Images | GT / predicted objects | Object F1 | Precision | "
+              "Recall | Object Dice | Object Hausdorff | Pixel F1 |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, split in results.items():
+        for label, s in (("pooled", split.pooled), ("per-image mean", split.image_mean)):
+            lines.append(
+                f"| {name} | {label} | {split.n_images} | {split.tp + split.fn} / "
+                f"{split.tp + split.fp} | {_fmt(s.f1, 3)} | {_fmt(s.precision, 3)} | "
+                f"{_fmt(s.recall, 3)} | {_fmt(s.object_dice, 3)} | "
+                f"{_fmt(s.object_hausdorff, 1)} | {_fmt(s.pixel_f1, 3)} |")
+    if glas:
+        lines += _glas_comparison(results, dataset_label)
     lines += ["", "## Figures", ""]
     lines += [f"![{title}]({name})" for name, title in figures]
     lines += [f"- {note}" for note in figure_notes]
@@ -236,21 +296,25 @@ def overlay_figure(examples: Mapping[str, Sequence[Example]]) -> bytes:
 
 def write_report(out_dir: str | os.PathLike[str], results: Mapping[str, SplitScores],
                  dataset_label: str, provenance: Mapping[str, Any],
-                 examples: Mapping[str, Sequence[Example]] | None = None) -> dict[str, Any]:
+                 examples: Mapping[str, Sequence[Example]] | None = None, *,
+                 glas: bool = False, reconstructed: bool = False) -> dict[str, Any]:
     """Write metrics.json, per_image.csv, report.md and the figures to ``out_dir``.
 
     Args:
         out_dir: output folder (created if needed).
         results: split name -> scores, in report order.
-        dataset_label: how to name the data, e.g. "GlaS (reconstructed labels)".
-        provenance: model/data/date... recorded in metrics.json.
+        dataset_label: how to name the data (the report's title), e.g. "GlaS" or "ground
+            truth in labels/".
+        provenance: model/data/date... recorded in metrics.json (see :func:`provenance`).
         examples: best/worst images per split for the overlay figure; without them the figure
             is skipped and report.md says why.
+        glas: the data is GlaS: report.md compares with the published GlaS results.
+        reconstructed: the labels were reconstructed from GlaS's binary masks: say so.
 
     Returns:
         The content of metrics.json.
     """
-    metrics = build_metrics(results, dataset_label, provenance)
+    metrics = build_metrics(results, dataset_label, provenance, glas, reconstructed)
     files: dict[str, bytes] = {
         "metrics.json": (json.dumps(metrics, indent=2, allow_nan=False) + "\n").encode(),
         "per_image.csv": per_image_csv(results).encode(),
@@ -265,7 +329,7 @@ def write_report(out_dir: str | os.PathLike[str], results: Mapping[str, SplitSco
         notes.append("Best/worst overlay skipped: no RGB images were given (use --data or "
                      "--images).")
     files["report.md"] = render_markdown(results, dataset_label, provenance, figures,
-                                         notes).encode()
+                                         notes, glas, reconstructed).encode()
     out = Path(out_dir)
     for name, data in files.items():
         with atomic_path(out / name) as tmp:
