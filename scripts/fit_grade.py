@@ -33,9 +33,10 @@ from typing import Any
 import numpy as np
 
 import micronet
-from micronet._io import read_labels, read_rgb, sha256_file, write_png
+from micronet._io import atomic_path, read_labels, read_rgb, sha256_file, write_png
 from micronet.data.glas import read_manifest
 from micronet.grade import FEATURES, feature_definitions, fit_model, image_features
+from micronet.grade import features as features_module
 from micronet.grade.cv import cross_validate
 from micronet.grade.features import read_feature_table, write_feature_table
 from micronet.grade.grader import Grader, load_grader, shipped_grader_path
@@ -91,12 +92,18 @@ def segment_all(data: Path, records: list[dict], cache: Path, weights: str) -> t
     return folder, ident
 
 
-def feature_rows(data: Path, records: list[dict], labels_of) -> list[dict[str, Any]]:
-    """Metadata plus :func:`image_features` per record, labels from ``labels_of(record)``."""
+def feature_rows(data: Path, records: list[dict], labels_of, cache: Path) -> list[dict[str, Any]]:
+    """Metadata plus :func:`image_features` per record, labels from ``labels_of(record)``; each
+    row is kept in ``cache/NAME.json``, so several processes can share the work."""
+    cache.mkdir(parents=True, exist_ok=True)
     rows = []
     for r in records:
-        feats = image_features(labels_of(r), read_rgb(data / r["image"]))
-        rows.append({**{k: r[k] for k in META_KEYS}, **feats})
+        done = cache / f"{r['name']}.json"
+        if not done.exists():
+            feats = image_features(labels_of(r), read_rgb(data / r["image"]))
+            with atomic_path(done) as tmp:
+                tmp.write_text(json.dumps(feats))
+        rows.append({**{k: r[k] for k in META_KEYS}, **json.loads(done.read_text())})
     return rows
 
 
@@ -208,29 +215,56 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, required=True, help="predicted label maps go here")
     ap.add_argument("--weights", default="glas", help="segmentation weights (shipped name/file)")
     ap.add_argument("--out", type=Path, default=Path("training_runs/grade"))
+    ap.add_argument("--reverse", action="store_true",
+                    help="compute features last image first (a second process shares the work)")
+    ap.add_argument("--features-only", action="store_true", help="stop after the features")
+    ap.add_argument("--select-only", action="store_true", help="stop after model selection")
     args = ap.parse_args()
     manifest = read_manifest(args.data)
     records = manifest["files"]
     pred_dir, ident = segment_all(args.data, records, args.cache, args.weights)
     args.out.mkdir(parents=True, exist_ok=True)
     tables = {}
-    for source, labels_of in (("gt", lambda r: read_labels(args.data / r["labels"])),
-                              ("pred", lambda r: read_labels(pred_dir / f"{r['name']}.png"))):
+    order = {r["name"]: i for i, r in enumerate(records)}
+    code = sha256_file(features_module.__file__)[:12]  # feature tables are cached per version
+    for source, labels_of, cached in (
+            ("gt", lambda r: read_labels(args.data / r["labels"]),
+             args.cache / f"features_gt_{code}.csv"),
+            ("pred", lambda r: read_labels(pred_dir / f"{r['name']}.png"),
+             pred_dir / f"features_{code}.csv")):
+        if source == "pred" and args.select_only:
+            continue
+        if not cached.exists():
+            rows = feature_rows(args.data, records[::-1] if args.reverse else records, labels_of,
+                                cached.with_suffix(""))
+            write_feature_table(cached, sorted(rows, key=lambda r: order[r["name"]]))
         path = args.out / f"features_{source}.csv"
-        write_feature_table(path, feature_rows(args.data, records, labels_of))
+        write_feature_table(path, read_feature_table(cached))
         tables[source] = read_feature_table(path)  # score exactly what is recorded
+    if args.features_only:
+        return
     train = {s: [r for r in rows if r["split"] == "train"] for s, rows in tables.items()}
     fits, selection = {}, {}
     for task, target, classes, metric in (
             ("malignancy", "grade", MALIGNANCY, "roc_auc"),
             ("grade", "grade_sirinukunwattana", GRADES, "balanced_accuracy")):
-        (kind, hyper), selection[task] = select(train["gt"], target, classes, metric)
+        key = hashlib.sha256(json.dumps([sha256_file(args.out / "features_gt.csv"), task,
+                                         CANDIDATES, TIE]).encode()).hexdigest()[:12]
+        done = args.cache / f"selection_{task}_{key}.json"
+        if not done.exists():  # patient-grouped CV of every candidate (the slow step)
+            with atomic_path(done) as tmp:
+                tmp.write_text(json.dumps(select(train["gt"], target, classes, metric)))
+        (kind, hyper), selection[task] = json.loads(done.read_text())
+        if args.select_only:
+            continue
         fits[task] = fit_model(matrix(train["gt"]), [r[target] for r in train["gt"]], FEATURES,
                                kind, classes, **hyper)
         # ablation, not shipped: the same choice fitted on the model's glands
         fits[f"{task}_pred"] = fit_model(matrix(train["pred"]),
                                          [r[target] for r in train["pred"]], FEATURES, kind,
                                          classes, **hyper)
+    if args.select_only:
+        return
     test_rows = [{"source": s, **r} for s in ("gt", "pred") for r in tables[s]
                  if r["split"] != "train"]
     write_feature_table(TEST_TABLE, test_rows)
