@@ -136,6 +136,9 @@ def test_json_models_reproduce_sklearn(rng, kind):
         assert again.predict(x[:2]) == list(np.asarray(again.classes)[expected[:2].argmax(1)])
         contrib = again.contributions(x)
         assert contrib.shape == (len(x), len(FEATURES)) and np.isfinite(contrib).all()
+        raw, per_class = again.raw(x)  # contributions + one constant per class = raw score
+        bias = raw - per_class.sum(-1)
+        np.testing.assert_allclose(bias, np.broadcast_to(bias[:1], bias.shape), atol=1e-9)
 
 
 def test_logistic_contributions_sum_to_the_log_odds(rng):
