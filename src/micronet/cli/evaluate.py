@@ -106,8 +106,10 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             help="With --model: post-processing from this JSON (e.g. a `micronet tune "
                  "--out` file) instead of the weights' own."),
         dataset_label: str = typer.Option(None, "--dataset-label",
-                                          help="Name of the data in the report (default: "
-                                               "from the GlaS import manifest, else 'GlaS')."),
+                                          help="Name of the data in the report title "
+                                               "(default: with --data the GlaS import "
+                                               "manifest's, else 'GlaS'; with --gt 'ground "
+                                               "truth in GT')."),
     ) -> None:
         from ..metrics.evaluate import evaluate_folders, evaluate_model
 
