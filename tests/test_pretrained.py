@@ -32,24 +32,33 @@ def test_every_shipped_weight_loads_strictly_with_its_checksum(name):
 
 
 def test_glas_weights_are_shipped():
-    assert "micronet508.glas_w025" in list_pretrained()
-    assert create("micronet508.glas_w025").width == 0.25
+    """One shipped GlaS model: "glas" finds it whatever its architecture, and its recorded
+    settings (µm/px, model options) rebuild a network that loads it strictly."""
+    assert list_pretrained() == ["micronet252.glas_w025"]
+    card = get_pretrained(None, "glas")
+    assert card.name == "micronet252.glas_w025" and (card.mpp, card.input_mpp) == (1.24, 0.62)
+    model = create("micronet252.glas_w025")
+    assert model.width == 0.25 and model.input_size == 252
+    from micronet import Segmenter
+
+    seg = Segmenter.from_pretrained("glas", device="cpu")
+    assert seg.info.name == card.name and seg.resample_factor(None) == 0.5
 
 
 def test_corrupt_weights_file_is_refused(tmp_path, monkeypatch):
-    cfg = get_pretrained("micronet508", "glas")
+    cfg = get_pretrained("micronet252", "glas")
     shutil.copy(pretrained_mod.weights_dir() / "index.json", tmp_path / "index.json")
     data = bytearray((pretrained_mod.weights_dir() / cfg.file).read_bytes())
     data[-100] ^= 0xFF
     (tmp_path / cfg.file).write_bytes(bytes(data))
     monkeypatch.setattr(pretrained_mod, "weights_dir", lambda: tmp_path)
     with pytest.raises(MicronetError, match="does not match"):
-        create("micronet508", pretrained="glas")
+        create("micronet252", pretrained="glas")
 
 
 def test_width_mismatch_with_weights_is_an_error():
     with pytest.raises(MicronetError, match="for width 0.25, not 0.5"):
-        create("micronet508", width=0.5, pretrained="glas")
+        create("micronet252", width=0.5, pretrained="glas")
 
 
 def test_demo_segments_and_scores_bundled_samples(tmp_path):
@@ -64,9 +73,13 @@ def test_demo_segments_and_scores_bundled_samples(tmp_path):
         geo = json.loads((out / f"{name}.geojson").read_text())
         assert geo["type"] == "FeatureCollection" and geo["features"]
     metrics = json.loads((out / "metrics.json").read_text())
-    splits = {k: metrics["splits"][k] for k in ("testA", "testB")}  # per GlaS test part
-    assert list(metrics["splits"])[:2] == ["testA", "testB"] and metrics["glas"]
+    splits = metrics["splits"]  # scored per GlaS test part the samples come from, and on glass
+    assert list(splits) == ["testA", "testB", "slide"] and metrics["glas"], metrics.keys()
+    slide = splits.pop("slide")  # the same tiles in the bundled slide: glass changes nothing
     tp, fp, fn = (sum(s[k] for s in splits.values()) for k in ("tp", "fp", "fn"))
+    assert abs(slide["pooled"]["f1"] - 2 * tp / (2 * tp + fp + fn)) < 0.05
+    for suffix in (".geojson", "_glands.csv", "_overlay.png", "_tissue.png"):
+        assert (out / f"demo_slide{suffix}").stat().st_size > 0
     # the shipped model finds most glands of its sample tiles (a broken model or pipeline does not)
     assert 2 * tp / (2 * tp + fp + fn) > 0.45
     assert all(s["pooled"]["object_dice"] > 0.5 for s in splits.values())

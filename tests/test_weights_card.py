@@ -16,9 +16,10 @@ from micronet.train.checkpoint import save_model_weights
 
 
 def test_shipped_and_trained_weights_share_one_card(tmp_path):
-    shipped = get_pretrained("micronet508", "glas")
-    assert isinstance(shipped, WeightsCard) and shipped.name == "micronet508.glas_w025"
-    assert shipped.mpp == shipped.input_mpp == DEFAULT_MPP and len(shipped.sha256) == 64
+    shipped = get_pretrained("micronet252", "glas")
+    assert isinstance(shipped, WeightsCard) and shipped.name == "micronet252.glas_w025"
+    assert (shipped.mpp, shipped.input_mpp) == (2 * DEFAULT_MPP, DEFAULT_MPP)
+    assert len(shipped.sha256) == 64
     model = create("micronet252", width=1 / 16, upsample_init="nearest")
     save_model_weights(model, tmp_path / "w.safetensors", mpp=1.24, input_mpp=0.62, step=7)
     loaded, card = load_weights_file(tmp_path / "w.safetensors", with_info=True)
@@ -90,12 +91,12 @@ def test_run_folder_owns_its_files(tmp_path):
 
 
 def test_shipped_metadata_is_read_as_a_card():
-    """The shipped file's own metadata (written before cards existed) still reads as a card
+    """The shipped file's own safetensors metadata reads as a card
     that agrees with its index.json entry."""
     from micronet.infer.runtime import weights_card
     from micronet.models import weights_dir
 
-    shipped = get_pretrained("micronet508", "glas")
+    shipped = get_pretrained("micronet252", "glas")
     _, meta = load_weights(weights_dir() / shipped.file)
     card = weights_card(weights_dir() / shipped.file, meta)
     assert (card.arch, card.width, card.num_classes) == (shipped.arch, shipped.width,

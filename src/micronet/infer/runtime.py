@@ -68,7 +68,11 @@ def load_weights_file(path: str | Path, *, with_info: bool = False
     return (model, card) if with_info else model
 
 
-def resolve_model(model: str | nn.Module, width: float | None,
+#: The architecture built when neither a model nor weights name one.
+DEFAULT_ARCH = "micronet508"
+
+
+def resolve_model(model: str | nn.Module | None, width: float | None,
                   weights: str | Path | None) -> tuple[nn.Module, WeightsCard]:
     """The module and its weights card from the ``Segmenter`` arguments.
 
@@ -88,6 +92,7 @@ def resolve_model(model: str | nn.Module, width: float | None,
         return model.eval(), WeightsCard.from_model(model, name=Path(weights).name, mpp=mpp,
                                                     input_mpp=input_mpp)
     if weights is None:
+        model = model or DEFAULT_ARCH
         try:
             return create(model, width=width).eval(), WeightsCard(arch=model, name=model)
         except ValueError as exc:
@@ -99,6 +104,11 @@ def resolve_model(model: str | nn.Module, width: float | None,
         if width is not None and abs(width - card.width) > 1e-9:
             raise MicronetError(f"{path}: weights are width {card.width}, not {width}")
         return module, card
+    if model is None:  # a shipped tag or dataset names its architecture
+        from ..models import get_pretrained
+
+        card = get_pretrained(None, str(weights))
+        model, weights = card.arch, card.tag
     try:
         module = create(model, width=width, pretrained=str(weights)).eval()
     except ValueError as exc:

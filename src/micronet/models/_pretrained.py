@@ -56,17 +56,17 @@ def list_pretrained(arch: str | None = None) -> list[str]:
     return sorted(n for n, c in _registry().items() if arch is None or c.arch == arch)
 
 
-def get_pretrained(arch: str, tag: str) -> WeightsCard:
+def get_pretrained(arch: str | None, tag: str) -> WeightsCard:
     """The card of ``arch`` + ``tag``; ``tag`` may be a full tag or a dataset prefix (``"glas"``).
 
-    A dataset prefix picks the first entry in the index for that architecture (the index lists the
-    recommended weights first).
+    A dataset prefix picks the first entry in the index for that architecture, or of any
+    architecture when ``arch`` is ``None`` (the index lists the recommended weights first).
     """
     reg = _registry()
     if f"{arch}.{tag}" in reg:
         return reg[f"{arch}.{tag}"]
     for card in reg.values():
-        if card.arch == arch and card.tag.split("_")[0] == tag:
+        if arch in (None, card.arch) and tag in (card.tag, card.tag.split("_")[0]):
             return card
     known = ", ".join(list_pretrained()) or "none"
     raise MicronetError(f"no pretrained weights {arch}.{tag}; shipped weights: {known}")
