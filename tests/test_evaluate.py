@@ -238,10 +238,14 @@ def test_two_predictions_for_one_image_are_refused(folders, tmp_path, capsys):
 def test_bad_option_combinations(folders, tmp_path, capsys):
     gt_dir, pred_dir = folders
     out = tmp_path / "out"
-    _run_fails(["evaluate", "--gt", str(gt_dir)], out, capsys, "exactly one of --pred")
+    _run_fails(["evaluate", "--gt", str(gt_dir)], out, capsys, "give --pred")
     _run_fails(["evaluate", "--pred", str(pred_dir)], out, capsys, "(--gt)")
     _run_fails(["evaluate", "--model", "micronet508", "--gt", str(gt_dir)], out, capsys,
-               "--model needs --data")
+               "or --data (segment")
+    _run_fails(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--weights", "glas"],
+               out, capsys, "do not go with --pred")
+    _run_fails(["evaluate", "--model", str(gt_dir), "--data", str(gt_dir)], out, capsys,
+               "--model is the architecture")
     _run_fails(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "testA"], out, capsys,
                "unexpected argument 'testA'")
     _run_fails(["evaluate", "--pred", str(pred_dir), "--data", str(pred_dir)], out, capsys,
@@ -251,11 +255,10 @@ def test_bad_option_combinations(folders, tmp_path, capsys):
     _run_fails(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--split", "testA"],
                out, capsys, "no ground-truth label files named testA_*")
     _run_fails(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--tta"], out, capsys,
-               "--tta/--postprocess go with --model")
+               "--tta/--postprocess segment images")
     bad = tmp_path / "pp.json"
     bad.write_text('{"postprocess": {"threshold": 0.3, "min_sise": 10}}')
-    _run_fails(["evaluate", "--model", "micronet508", "--width", "0.0625", "--data",
-                str(gt_dir), "--postprocess", str(bad)], out, capsys,
+    _run_fails(["evaluate", "--data", str(gt_dir), "--postprocess", str(bad)], out, capsys,
                "pp.json: not usable post-processing (unknown post-processing parameters: "
                "min_sise)")
 
@@ -270,17 +273,20 @@ def test_cli_model_path_scores_the_segmenter_output(tmp_path, synthetic_glands, 
     root = tmp_path / "glas"
     _save(root / "testA" / "labels" / "testA_1.png", labels.astype(np.uint8))
     _save(root / "testA" / "images" / "testA_1.png", image)
+    from micronet.models import create
+    from micronet.train.checkpoint import save_model_weights
+
     torch.manual_seed(0)
-    args = ["evaluate", "--model", "micronet508", "--width", "0.0625", "--device", "cpu",
+    weights = tmp_path / "tiny.safetensors"
+    save_model_weights(create("micronet508", width=0.0625), weights)
+    args = ["evaluate", "--weights", str(weights), "--device", "cpu", "--quiet",
             "--data", str(root), "--split", "testA", "--out", str(tmp_path / "out")]
     assert main(args) == 0
-    assert "random weights" in " ".join(capsys.readouterr().err.split())
-    torch.manual_seed(0)  # the same random weights again
-    expected = score_image(labels, Segmenter("micronet508", width=0.0625, device="cpu")
+    expected = score_image(labels, Segmenter(weights=weights, device="cpu")
                            .predict(image).labels)
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["provenance"]["model"] == "micronet508"
-    assert metrics["provenance"]["width"] == 0.0625
+    assert metrics["provenance"]["weights"] == str(weights)
     split = metrics["splits"]["testA"]
     assert (split["tp"], split["fp"], split["fn"]) == (expected.tp, expected.fp, expected.fn)
     assert split["pooled"] == pytest.approx(expected.scores.to_dict())
@@ -289,7 +295,7 @@ def test_cli_model_path_scores_the_segmenter_output(tmp_path, synthetic_glands, 
     torch.manual_seed(0)
     assert main([*args[:-1], str(tmp_path / "tta"), "--tta"]) == 0
     torch.manual_seed(0)
-    expected = score_image(labels, Segmenter("micronet508", width=0.0625, device="cpu", tta=True)
+    expected = score_image(labels, Segmenter(weights=weights, device="cpu", tta=True)
                            .predict(image).labels)
     metrics = json.loads((tmp_path / "tta" / "metrics.json").read_text())
     assert metrics["provenance"]["tta"] is True
@@ -301,8 +307,7 @@ def test_cli_model_path_scores_the_segmenter_output(tmp_path, synthetic_glands, 
     torch.manual_seed(0)
     assert main([*args[:-1], str(tmp_path / "pp"), "--postprocess", str(pp)]) == 0
     torch.manual_seed(0)
-    seg = Segmenter("micronet508", width=0.0625, device="cpu",
-                    postprocess={"threshold": 0.2, "min_size": 7})
+    seg = Segmenter(weights=weights, device="cpu", postprocess={"threshold": 0.2, "min_size": 7})
     expected = score_image(labels, seg.predict(image).labels)
     metrics = json.loads((tmp_path / "pp" / "metrics.json").read_text())
     assert metrics["provenance"]["postprocess"] == str(pp)

@@ -17,17 +17,25 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-__all__ = ["console", "progress_enabled", "make_progress", "track"]
+__all__ = ["console", "progress_enabled", "make_progress", "track", "set_quiet"]
 
 console = Console(stderr=True)
 T = TypeVar("T")
+_quiet = False
+
+
+def set_quiet(quiet: bool) -> None:
+    """Hide progress bars that are not explicitly asked for (``--quiet``)."""
+    global _quiet
+    _quiet = quiet
 
 
 def progress_enabled(show: bool | None = None) -> bool:
-    """Progress bars show on a TTY unless ``MICRONET_NO_PROGRESS`` is set or ``show`` is False."""
+    """Progress bars show on a TTY unless ``MICRONET_NO_PROGRESS`` is set, :func:`set_quiet`
+    was called, or ``show`` is False."""
     if show is not None:
         return show
-    if os.environ.get("MICRONET_NO_PROGRESS"):
+    if _quiet or os.environ.get("MICRONET_NO_PROGRESS"):
         return False
     return sys.stderr.isatty()
 

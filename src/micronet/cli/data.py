@@ -9,6 +9,7 @@ import typer
 
 from .._console import console
 from ..errors import MicronetError
+from .common import model_option, quiet_option
 
 data_app = typer.Typer(help="GlaS data: import and verify the release, preview training patches.",
                        no_args_is_help=True)
@@ -38,7 +39,7 @@ def glas_cmd(
                                       help="Expected SHA-256 of the zip (checked first)."),
     force: bool = typer.Option(False, "--force",
                                help="Re-import even if DEST already holds a verified import."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Hide progress bars."),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Check the GlaS release and write DEST/{train,testA,testB}/{images,labels}/NAME.png."""
     from ..data.glas import ReleaseProblems, import_glas
@@ -85,12 +86,16 @@ def preview_cmd(
     split: str = typer.Option("train", "--split", help="train, testA or testB."),
     n: int = typer.Option(8, "--n", min=1, help="Number of patches."),
     seed: int = typer.Option(0, "--seed", help="Random seed for the patch draw."),
-    patch: int = typer.Option(508, "--patch", min=16, help="Patch size in pixels."),
+    model: str = model_option(),
+    patch: int = typer.Option(None, "--patch", min=16,
+                              help="Crop size in pixels (default: the --model's input size)."),
 ) -> None:
     """Save a grid of training patches with their targets, to check data before training."""
     from ..data.preview import save_preview
+    from ..models import input_size
 
-    written = save_preview(data, out, split=split, n=n, seed=seed, patch=patch)
+    written = save_preview(data, out, split=split, n=n, seed=seed,
+                           patch=input_size(model) if patch is None else patch)
     typer.echo(str(written))
 
 

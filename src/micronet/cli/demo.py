@@ -8,6 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .common import device_option, quiet_option, weights_option
+
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     """Add ``micronet demo``."""
@@ -16,8 +18,9 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     def demo_cmd(
         out: Path = typer.Option(Path("micronet-demo"), "--out", "-o", file_okay=False,
                                  help="Output folder."),
-        weights: str = typer.Option("glas", "--weights", help="Shipped weights to use."),
-        device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+        weights: str = weights_option(),
+        device: str = device_option(),
+        quiet: bool = quiet_option(),
     ) -> None:
         """Segment the bundled GlaS sample tiles and score them against their labels."""
         from ..demo import run_demo

@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from .._console import console
 from ..errors import MicronetError
+from .common import (
+    DEFAULT_WEIGHTS,
+    device_option,
+    model_option,
+    postprocess_option,
+    quiet_option,
+    tta_option,
+    weights_option,
+    width_option,
+)
+
+if TYPE_CHECKING:
+    from ..infer import Segmenter
 
 _HELP = """Score instance segmentations with the GlaS challenge measures.
 
 \b
 From predictions:  micronet evaluate --pred PRED --gt GT --out OUT
                    micronet evaluate --pred PRED --data GLAS --split testA testB --out OUT
-From a model:      micronet evaluate --model micronet508 --weights glas --data GLAS --out OUT
-                   micronet evaluate --model RUN_DIR_OR_SAFETENSORS --data GLAS --out OUT
+From a model:      micronet evaluate --data GLAS --out OUT           (the shipped weights)
+                   micronet evaluate --weights RUN_DIR_OR_SAFETENSORS --data GLAS --out OUT
 
 Label files pair by key: the file stem minus one of _anno, _labels, _label, _instances, _mask,
 _gt, _pred (so testA_1_anno.bmp pairs with testA_1.png or testA_1_labels.png). Writes
@@ -32,42 +45,34 @@ def _splits(split: list[str] | None, extra: list[str] | None) -> list[str] | Non
     return names or None
 
 
-def _segmenter(model: str, weights: str | None, width: float | None, device: str,
-               tta: bool = False, postprocess: Path | None = None) -> tuple[Any, dict[str, Any]]:
+def _segmenter(model: str | None, weights: str, width: float | None, device: str,
+               tta: bool = False, postprocess: Path | None = None
+               ) -> tuple[Segmenter, dict[str, Any]]:
     from ..infer import Segmenter
     from ..infer.run_folder import read_postprocess
 
+    if model is not None and Path(model).exists():
+        raise MicronetError(f"--model {model}: --model is the architecture; give weights files "
+                            "and run folders with --weights")
     pp = read_postprocess(postprocess) if postprocess is not None else None
-    common = {"width": width, "device": device, "tta": tta, "postprocess": pp}
-    if Path(model).exists():
-        if weights is not None:
-            raise MicronetError(f"--weights given with a checkpoint path ({model}); use one")
-        seg = Segmenter(weights=str(Path(model)), **common)
-        info: dict[str, Any] = {"model": str(Path(model))}
-    else:
-        if weights is None:
-            console.print(f"[yellow]warning:[/] {model} without --weights has random weights; "
-                          "its scores only test the pipeline", highlight=False)
-        seg = Segmenter(model=model, weights=weights, **common)
-        info = {"model": model, "weights": weights}
-    info.update(width=width, tta=tta, postprocess_values=seg.postprocess.__dict__)
+    seg = Segmenter(model=model, weights=weights, width=width, device=device, tta=tta,
+                    postprocess=pp)
+    info: dict[str, Any] = {"model": model or seg.info.arch, "weights": weights, "width": width,
+                            "tta": tta,
+                            "postprocess_values": seg.postprocess.__dict__}
     if postprocess is not None:
         info["postprocess"] = str(postprocess)
     return seg, info
 
 
 class _Quiet:
-    """Calls ``predict(image, progress=False)`` when the segmenter has that switch."""
+    """Segments without per-image progress bars (evaluate shows one bar over the images)."""
 
-    def __init__(self, segmenter: Any) -> None:
-        import inspect
-
+    def __init__(self, segmenter: Segmenter) -> None:
         self.segmenter = segmenter
-        params = inspect.signature(segmenter.predict).parameters
-        self.kwargs = {"progress": False} if "progress" in params else {}
 
     def predict(self, image: Any) -> Any:
-        return self.segmenter.predict(image, **self.kwargs)
+        return self.segmenter.predict(image, progress=False)
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
@@ -92,19 +97,14 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                                              "testB. Default with --data: testA testB."),
         images: Path = typer.Option(None, "--images", exists=True, file_okay=False,
                                     help="RGB images (by key) for the best/worst overlay figure."),
-        model: str = typer.Option(None, "--model",
-                                  help="Model name, training run folder or .safetensors file: "
-                                       "segment the --data images and score them."),
-        weights: str = typer.Option(None, "--weights",
-                                    help="With a model name: 'glas' or a .safetensors file."),
-        width: float = typer.Option(None, "--width", help="Width multiplier of the model."),
-        device: str = typer.Option("auto", "--device", help="auto | cpu | cuda[:N] | mps."),
-        tta: bool = typer.Option(False, "--tta", help="With --model: average 8 flips/rotations "
-                                                      "(as `segment --tta`; 8x slower)."),
-        postprocess: Path = typer.Option(
-            None, "--postprocess", dir_okay=False,
-            help="With --model: post-processing from this JSON (e.g. a `micronet tune "
-                 "--out` file) instead of the weights' own."),
+        model: str = model_option(None),
+        weights: str = weights_option(None, " Without --pred: segment the --data images "
+                                            "with these (default: glas) and score them."),
+        width: float = width_option(),
+        device: str = device_option(),
+        tta: bool = tta_option(),
+        postprocess: Path = postprocess_option(),
+        quiet: bool = quiet_option(),
         dataset_label: str = typer.Option(None, "--dataset-label",
                                           help="Name of the data in the report title "
                                                "(default: with --data the GlaS import "
@@ -114,20 +114,23 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         from ..metrics.evaluate import evaluate_folders, evaluate_model
 
         splits = _splits(split, extra_splits)
-        if (pred is None) == (model is None):
-            raise MicronetError("give exactly one of --pred (score saved predictions) or --model "
-                                "(segment, then score)")
-        if model is not None:
+        model_given = model is not None or weights is not None
+        if pred is None:
             if data is None:
-                raise MicronetError("--model needs --data (a GlaS folder with the RGB images)")
+                raise MicronetError("give --pred (score saved predictions) or --data (segment "
+                                    "its images with --weights, default the shipped ones, "
+                                    "then score)")
             if gt is not None or images is not None:
-                raise MicronetError("--gt/--images go with --pred; with --model use --data")
-            segmenter, info = _segmenter(model, weights, width, device, tta, postprocess)
+                raise MicronetError("--gt/--images go with --pred; to segment and score use "
+                                    "--data")
+            segmenter, info = _segmenter(model, weights or DEFAULT_WEIGHTS,
+                                         width, device, tta, postprocess)
             metrics = evaluate_model(_Quiet(segmenter), data, out, splits=splits,
                                      dataset_label=dataset_label, model_info=info)
         else:
-            if weights is not None or width is not None or tta or postprocess is not None:
-                raise MicronetError("--weights/--width/--tta/--postprocess go with --model")
+            if model_given or width is not None or tta or postprocess is not None:
+                raise MicronetError("--model/--weights/--width/--tta/--postprocess segment "
+                                    "images; they do not go with --pred")
             metrics = evaluate_folders(pred, gt, out, images, data_dir=data, splits=splits,
                                        dataset_label=dataset_label)
         for name, s in metrics["splits"].items():

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from .._console import console
+from .common import device_option, model_option, quiet_option
+
+if TYPE_CHECKING:
+    from ..train.config import TrainConfig
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
@@ -20,10 +25,11 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                                          "schedule, run)."),
         data: Path = typer.Option(None, "--data", help="Imported GlaS folder (data.root)."),
         out: Path = typer.Option(None, "--out", help="Run folder (run.out)."),
-        model: str = typer.Option(None, "--model", help="Architecture (model.name)."),
+        model: str = model_option(None),
         width: float = typer.Option(None, "--width", help="Width multiplier (model.width)."),
         epochs: int = typer.Option(None, "--epochs", help="schedule.epochs"),
-        device: str = typer.Option(None, "--device", help="auto | cpu | cuda (run.device)."),
+        device: str = device_option(None),
+        quiet: bool = quiet_option(),
         set_: list[str] = typer.Option([], "--set", help="Override: section.key=value "
                                                          "(repeatable)."),
         resume: Path = typer.Option(None, "--resume", exists=True, file_okay=False,
@@ -46,9 +52,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         flags = {"data.root": data, "run.out": out, "model.name": model, "model.width": width,
                  "schedule.epochs": epochs, "run.device": device}
         overrides = [f"{k}={v}" for k, v in flags.items() if v is not None] + list(set_)
-        cfg = apply_overrides(cfg, overrides)
-        if cfg.model.name == "micronet252" and cfg.data.crop_size == 508:
-            cfg = apply_overrides(cfg, ["data.crop_size=252", "data.patch_size=300"])
+        cfg = _crop_follows_model(apply_overrides(cfg, overrides))
         result = train(cfg, resume=resume)
         if result.run_dir.exists() and (result.run_dir / "log.jsonl").exists():
             write_summary(result.run_dir, result, cfg.run.best_metric)
@@ -61,11 +65,11 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     def bench_train_cmd(
         width: float = typer.Option(0.125, "--width"),
         batch_size: int = typer.Option(2, "--batch-size"),
-        device: str = typer.Option("auto", "--device"),
+        device: str = device_option(),
         steps: int = typer.Option(3, "--steps"),
         warmup: int = typer.Option(1, "--warmup"),
         compile_: bool = typer.Option(False, "--compile/--no-compile"),
-        model: str = typer.Option("micronet508", "--model"),
+        model: str = model_option(),
         json_out: Path = typer.Option(None, "--json", help="Also write the figures as JSON."),
     ) -> None:
         """Time a naive fp32 NCHW step against the optimised step (same model and batch)."""
@@ -86,3 +90,17 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         if json_out:
             with atomic_path(json_out) as tmp:
                 tmp.write_text(json.dumps(r, indent=1))
+
+
+def _crop_follows_model(cfg: TrainConfig) -> TrainConfig:
+    """``data.crop_size`` left at its default is the model's input size (508 or 252)."""
+    from ..models import input_size
+    from ..train.config import DataConfig, apply_overrides
+
+    try:
+        size = input_size(cfg.model.name)
+    except ValueError:  # unknown architecture: training reports it in one line
+        return cfg
+    if cfg.data.crop_size == DataConfig().crop_size != size:
+        return apply_overrides(cfg, [f"data.crop_size={size}"])
+    return cfg

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from .common import device_option, quiet_option
+
 if TYPE_CHECKING:
     from ..data.datasets import GlaSDataset, ImageFolderDataset
     from ..infer.run_folder import RunFolder
@@ -20,7 +22,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     @app.command("tune")
     def tune_cmd(
         weights: Path = typer.Option(..., "--weights", exists=True,
-                                     help="Training run folder or .safetensors file."),
+                                     help="Training run folder or .safetensors file (its run's "
+                                          "split.json says which images were held out)."),
         data: Path = typer.Option(..., "--data", exists=True, file_okay=False,
                                   help="The training data (imported GlaS folder or pairs)."),
         split: str = typer.Option("train", "--split"),
@@ -39,7 +42,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             "f1", "--objective",
             help="f1 (object F1: detection), dice (object Dice: gland shapes; keeps small "
                  "glands) or f1+dice (their mean)."),
-        device: str = typer.Option("auto", "--device"),
+        device: str = device_option(),
+        quiet: bool = quiet_option(),
         write: bool = typer.Option(True, "--write/--no-write",
                                    help="Write postprocess.json beside the weights."),
         out: Path = typer.Option(None, "--out", dir_okay=False,

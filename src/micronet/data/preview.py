@@ -39,7 +39,8 @@ def _describe(name: str, k1: float, k2: float, sigma: float, element: int) -> st
 
 
 def save_preview(data_dir: str | os.PathLike[str], out: str | os.PathLike[str], *,
-                 split: str = "train", n: int = 8, seed: int = 0, patch: int = 508) -> Path:
+                 split: str = "train", n: int = 8, seed: int = 0,
+                 patch: int | None = None) -> Path:
     """Save a PNG grid of ``n`` augmented training samples (image, target, weight map).
 
     Args:
@@ -50,7 +51,7 @@ def save_preview(data_dir: str | os.PathLike[str], out: str | os.PathLike[str], 
         split: which split to sample.
         n: number of samples (rows).
         seed: seeds both the choice of images and the augmentation.
-        patch: crop size (the model input, 508 or 252).
+        patch: crop size (default: Micro-Net-508's input size).
 
     Returns:
         ``out`` as a Path.
@@ -64,6 +65,10 @@ def save_preview(data_dir: str | os.PathLike[str], out: str | os.PathLike[str], 
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     data_dir, out = Path(data_dir), Path(out)
+    if patch is None:
+        from ..models import input_size
+
+        patch = input_size("micronet508")
     dataset = open_dataset(data_dir, split)
     if len(dataset) == 0:
         raise InputError(f"{data_dir}: split {split!r} has no images")

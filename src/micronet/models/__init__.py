@@ -20,7 +20,7 @@ from .micronet import MicroNet, MicroNetOutput, MicroNetSpec
 
 __all__ = ["create", "list_models", "list_pretrained", "register_model", "MicroNet",
            "MicroNetOutput", "MicroNetSpec", "WeightsCard", "DEFAULT_MPP", "get_pretrained",
-           "load_pretrained", "load_init_weights", "weights_dir", "normalize",
+           "load_pretrained", "load_init_weights", "weights_dir", "input_size", "normalize",
            "count_parameters", "count_flops"]
 
 
@@ -78,6 +78,12 @@ def load_init_weights(model: torch.nn.Module, source: str | Path) -> None:
         load_state_into(model, state, str(source))
     else:
         load_pretrained(model, get_pretrained(str(getattr(model, "name", "")), str(source)))
+
+
+def input_size(arch: str) -> int:
+    """The square tile size ``arch`` takes (built on the meta device: no memory, no init)."""
+    with torch.device("meta"):
+        return int(create(arch, width=1 / 64).input_size)
 
 
 def _constructor_defaults(cls: type) -> dict[str, Any]:
