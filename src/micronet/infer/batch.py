@@ -145,8 +145,8 @@ def _slide_files(out: Path, name: str, formats: Sequence[str]) -> list[Path]:
     """The files a slide's segmentation wrote (no label image; a tissue mask when used)."""
     from .export import output_paths
 
-    wanted = [f for f in formats if f != "labels"] + ["tissue"]
-    return [p for p in output_paths(out, name, wanted).values() if p.exists()]
+    written = output_paths(out, name, [f for f in formats if f != "labels"])
+    return [p for p in [*written.values(), out / f"{name}_tissue.png"] if p.exists()]
 
 
 def summary_row(path: Path, name: str, kind: str, glands: Sequence[dict[str, Any]], width: int,
