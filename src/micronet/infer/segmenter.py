@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError, MicronetError
+from ..models.card import MPP_TOLERANCE
 from .postprocess import ClassMaps, PostprocessConfig, label_glands, measure_glands, quantize
 from .runtime import (
     apply_transform,
@@ -42,9 +43,6 @@ from .runtime import (
 from .tiling import StripBlender, TileGrid, default_overlap, read_tile
 
 __all__ = ["Segmenter", "Segmentation", "Inference"]
-
-MPP_TOLERANCE = 0.10  # resample when the image's µm/px differs from the model's by more
-
 
 class Inference(NamedTuple):
     """:meth:`Segmenter.infer`'s output: class maps at the model's resolution, to finish."""

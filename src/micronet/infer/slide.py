@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..models.card import MPP_TOLERANCE
 from .postprocess import label_glands, measure_glands
 from .tiling import TileGrid, aligned_starts
 
@@ -118,7 +119,7 @@ class SlideReader:
         self._slide.close()
 
 
-def choose_level(reader: SlideReader, target_mpp: float, tolerance: float = 0.10
+def choose_level(reader: SlideReader, target_mpp: float, tolerance: float = MPP_TOLERANCE
                  ) -> tuple[int, float]:
     """The pyramid level to read and the resize factor from it to ``target_mpp`` (1.0 = none)."""
     ok = [lv for lv in range(len(reader.dimensions))
