@@ -206,7 +206,9 @@ class TrainConfig:
             ("schedule.lr_decay_epochs", s.lr_decay_epochs > 0, "must be > 0"),
             ("schedule.weight_decay", s.weight_decay >= 0, "must be >= 0"),
             ("schedule.warmup_steps", s.warmup_steps >= 0, "must be >= 0"),
-            ("schedule.lr_floor", 0 <= s.lr_floor <= s.lr0, "must be in [0, schedule.lr0]"),
+            ("schedule.lr_floor", 0 <= s.lr_floor and (s.lr_floor <= s.lr0 or
+                                                       s.lr_schedule != "cosine"),
+             "must be in [0, schedule.lr0] (cosine decays from lr0 to it)"),
             ("schedule.budget_min", s.budget_min >= 0, "must be >= 0 (0 = no budget)"),
             ("schedule.grad_clip", s.grad_clip >= 0, "must be >= 0 (0 = off)"),
             ("run.threads", r.threads >= 0, "must be >= 0 (0 = torch default)"),
