@@ -7,6 +7,8 @@ both concatenated and mixed by a 1×1 convolution (Raza et al. 2019, Fig. 2).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -68,10 +70,13 @@ class Decoder(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.out_channels = list(channels)
 
-    def forward(self, x: Tensor, skips: list[Tensor | None]) -> list[Tensor]:
-        """Return every block's output, deepest first."""
+    def forward(self, x: Tensor, skips: list[Tensor | None],
+                run: Callable[..., Tensor] | None = None) -> list[Tensor]:
+        """Return every block's output, deepest first; ``run(block, *inputs)`` calls each
+        block (the network passes its gradient-checkpointing runner)."""
         outs = []
         for block, skip in zip(self.blocks, skips, strict=True):
-            x = block(x, skip)
+            inputs = (x,) if skip is None else (x, skip)
+            x = run(block, *inputs) if run is not None else block(*inputs)
             outs.append(x)
         return outs

@@ -7,6 +7,8 @@ on the same feature-map size; both are concatenated (Raza et al. 2019, Fig. 2).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -44,6 +46,10 @@ class EncoderBlock(nn.Module):
         return torch.cat([y, self.side(resized)], dim=1)
 
 
+def _call(block: nn.Module, *inputs: Tensor) -> Tensor:
+    return block(*inputs)
+
+
 class Encoder(nn.Module):
     """B1–B4: four encoder blocks; returns every block's output for the skip connections."""
 
@@ -60,12 +66,14 @@ class Encoder(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.out_channels = [b.out_channels for b in blocks]
 
-    def forward(self, image: Tensor) -> list[Tensor]:
-        """Return ``[B1, B2, B3, B4]`` feature maps."""
+    def forward(self, image: Tensor, run: Callable[..., Tensor] | None = None) -> list[Tensor]:
+        """Return ``[B1, B2, B3, B4]`` feature maps; ``run(block, *inputs)`` calls each block
+        (the network passes its gradient-checkpointing runner)."""
+        run = run or _call
         feats = []
         x = image
         for block in self.blocks:
-            x = block(x, image)
+            x = run(block, x, image)
             feats.append(x)
         return feats
 

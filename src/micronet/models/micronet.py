@@ -165,18 +165,10 @@ class MicroNet(nn.Module):
     def forward_features(self, x: Tensor) -> list[Tensor]:
         """Return encoder (B1..B4), bottleneck and decoder block outputs, in that order."""
         self.check_input(x)
-        feats = []
-        image = x
-        for block in self.encoder.blocks:
-            x = self._run(block, x, image)
-            feats.append(x)
-        y = self._run(self.bottleneck, x)
-        outs = [*feats, y]
-        for block, skip_idx in zip(self.decoder.blocks, self.spec.decoder_skips, strict=True):
-            skip = feats[skip_idx] if skip_idx is not None else None
-            y = self._run(block, y, skip) if skip is not None else self._run(block, y)
-            outs.append(y)
-        return outs
+        feats = self.encoder(x, run=self._run)
+        y = self._run(self.bottleneck, feats[-1])
+        skips = [feats[i] if i is not None else None for i in self.spec.decoder_skips]
+        return [*feats, y, *self.decoder(y, skips, run=self._run)]
 
     def forward(self, x: Tensor) -> MicroNetOutput | Tensor:
         """Logits: :class:`MicroNetOutput` in training mode, main logits tensor in eval mode."""
