@@ -4,22 +4,12 @@ around :mod:`micronet.infer.batch`, which holds the pipeline."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from .._console import console
 from ..errors import MicronetError
-from .common import (
-    batch_size_option,
-    device_option,
-    model_option,
-    postprocess_option,
-    precision_option,
-    quiet_option,
-    tta_option,
-    weights_option,
-    width_option,
-)
 
 
 def _parse_formats(formats: str) -> tuple[str, ...]:
@@ -32,6 +22,26 @@ def _parse_formats(formats: str) -> tuple[str, ...]:
     return chosen
 
 
+def _segment_cohort(inputs: list[str], out: Path, spec: dict, formats: tuple[str, ...],
+                    mpp: float | None, overwrite: bool, quiet: bool, cluster: str,
+                    **options: Any) -> None:
+    """``segment --cluster``: start or join the cluster, print its dashboard, run the cohort."""
+    from ..infer.cohort import open_cluster, segment_cohort
+
+    with open_cluster(cluster, **options) as (client, threads):
+        try:
+            link = client.dashboard_link or "none"
+        except KeyError:  # a scheduler started without one
+            link = "none"
+        console.print(f"dask dashboard: {link}", highlight=False, soft_wrap=True)
+        errors = segment_cohort(inputs, out, spec, client=client, formats=formats, mpp=mpp,
+                                overwrite=overwrite, threads=threads,
+                                progress=False if quiet else None, echo=typer.echo)
+    if errors:
+        raise MicronetError(f"{len(errors)} input(s) failed (see the lines above and "
+                            f"{out / 'summary.csv'})")
+
+
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     """Add ``segment`` and ``bench segment``."""
 
@@ -39,20 +49,41 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     def segment_cmd(
         inputs: list[str] = typer.Argument(..., help="Images, slides, folders or globs."),
         out: Path = typer.Option(..., "--out", "-o", file_okay=False, help="Output folder."),
-        model: str = model_option(),
-        width: float = width_option(),
-        weights: str = weights_option(),
-        device: str = device_option(),
-        tta: bool = tta_option(),
+        model: str = typer.Option("micronet508", "--model", help="Architecture."),
+        width: float = typer.Option(None, "--width", help="Width (default: the weights')."),
+        weights: str = typer.Option("glas", "--weights",
+                                    help="Shipped tag/dataset, .safetensors file or run folder."),
+        device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
+        tta: bool = typer.Option(False, "--tta", help="Average 8 flips/rotations."),
         mpp: float = typer.Option(None, "--mpp", help="Input µm/px (images: resampled to the "
                                                       "model's; slides: level 0, if missing)."),
-        batch_size: int = batch_size_option(),
+        batch_size: int = typer.Option(4, "--batch-size", min=1, help="Tiles per forward."),
         formats: str = typer.Option("labels,overlay,geojson,csv", "--formats",
                                     help="Comma-separated outputs."),
-        precision: str = precision_option(),
-        postprocess: Path = postprocess_option(),
+        precision: str = typer.Option("auto", "--precision", help="auto | fp32 | bf16 | fp16"),
+        postprocess: Path = typer.Option(
+            None, "--postprocess", dir_okay=False,
+            help="Post-processing JSON (e.g. from `micronet tune --out`) instead of the "
+                 "weights' own."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Redo existing outputs."),
-        quiet: bool = quiet_option(),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="Hide progress bars."),
+        cluster: str = typer.Option(
+            None, "--cluster", rich_help_panel="Cohorts on a Dask cluster",
+            help="local | tcp://HOST:PORT (an existing scheduler) | slurm: one task per "
+                 "slide; inputs may be .txt/.csv lists of PATH[,MPP]."),
+        workers: int = typer.Option(None, "--workers", min=1, rich_help_panel="Cohorts on a "
+                                    "Dask cluster", help="Local worker processes (default: "
+                                    "one per 2 cores); slurm: jobs."),
+        queue: str = typer.Option(None, "--queue", rich_help_panel="Cohorts on a Dask cluster",
+                                  help="SLURM partition."),
+        cores: int = typer.Option(None, "--cores", min=1, rich_help_panel="Cohorts on a Dask "
+                                  "cluster", help="CPUs per SLURM job (one slide at a time)."),
+        memory: str = typer.Option(None, "--memory", rich_help_panel="Cohorts on a Dask cluster",
+                                   help="Memory per SLURM job, e.g. 16GB."),
+        walltime: str = typer.Option(None, "--walltime", rich_help_panel="Cohorts on a Dask "
+                                     "cluster", help="SLURM time limit, e.g. 04:00:00."),
+        jobs: int = typer.Option(None, "--jobs", min=1, rich_help_panel="Cohorts on a Dask "
+                                 "cluster", help="SLURM jobs (workers) to submit."),
     ) -> None:
         """Segment glands: NAME_labels.png, NAME_overlay.png, NAME.geojson, NAME_glands.csv,
         and summary.csv (one row per input ever segmented into OUT). Inputs already segmented
@@ -64,6 +95,14 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 
         chosen = _parse_formats(formats)
         tuned = read_postprocess(postprocess) if postprocess is not None else None
+        if cluster is not None:
+            spec = {"model": model, "width": width, "weights": weights, "device": device,
+                    "batch_size": batch_size, "tta": tta, "precision": precision,
+                    "postprocess": tuned}
+            _segment_cohort(inputs, out, spec, chosen, mpp, overwrite, quiet, cluster,
+                            workers=workers, jobs=jobs, queue=queue, cores=cores,
+                            memory=memory, walltime=walltime)
+            return
         files, bad = gather_inputs(inputs, out)  # the missing ones get summary rows
         for line in bad:
             console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
@@ -83,8 +122,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     def bench_segment_cmd(
         size: int = typer.Option(4000, "--size", min=16, help="Synthetic image side (px)."),
         widths: str = typer.Option("0.125,0.25", "--widths", help="Comma-separated widths."),
-        batch_size: int = batch_size_option(),
-        device: str = device_option(),
+        batch_size: int = typer.Option(4, "--batch-size", min=1),
+        device: str = typer.Option("auto", "--device"),
         baseline: bool = typer.Option(True, "--baseline/--no-baseline",
                                       help="Also time a plain non-overlapping tile loop."),
     ) -> None:

@@ -1,0 +1,347 @@
+"""Segment a cohort of slides on a Dask cluster: resumable, one slide per task, failures alone.
+
+:func:`segment_cohort` sends one task per slide (or image) to a ``dask.distributed`` client: a
+local cluster, an existing scheduler or SLURM jobs (:func:`open_cluster`). Each worker builds the
+:class:`~micronet.infer.Segmenter` once and keeps it. A slide's outputs are written in a staging
+folder and renamed into ``out`` only when all are done; the client then records the slide in the
+folder's manifest and ``summary.csv`` (:mod:`micronet.infer.outputs`, as ``micronet segment``
+does). A rerun skips slides recorded as done with their outputs intact and redoes the rest.
+Dask retries the task of a worker that died on another worker; a slide that raises becomes one
+error row (its one-line error in ``summary.csv``) and the others go on.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .._console import console, make_progress
+from ..errors import InputError, MicronetError
+from .batch import expand_inputs, is_slide, output_names, summary_row
+
+__all__ = ["LIST_SUFFIXES", "read_slide_list", "expand_cohort", "segment_one",
+           "segment_cohort", "local_cluster", "slurm_cluster", "open_cluster"]
+
+LIST_SUFFIXES = (".txt", ".csv")
+STAGING = ".micronet-staging"
+DEFAULT_FORMATS = ("labels", "overlay", "geojson", "csv")
+
+
+def read_slide_list(path: str | Path) -> list[tuple[Path, float | None]]:
+    """``(slide, µm/px or None)`` per row of a list file: one path per line, optionally followed
+    by its level-0 µm/px (comma- or tab-separated; a ``path[,mpp]`` header and ``#`` comments
+    are skipped). Relative paths are relative to the list file's folder."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise InputError(f"{path}: {exc.strerror or exc}") from None
+    rows: list[tuple[Path, float | None]] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        cells = next(csv.reader([line], delimiter="\t" if "\t" in line else ","))
+        cells = [c.strip() for c in cells]
+        if number == 1 and cells[0].lower() in {"path", "slide", "input", "file"}:
+            continue
+        if len(cells) > 2 or (len(cells) == 2 and cells[1] and not _positive(cells[1])):
+            raise InputError(f"{path}:{number}: expected PATH or PATH,MPP (µm/px > 0), got "
+                             f"{line.strip()!r}")
+        mpp = float(cells[1]) if len(cells) == 2 and cells[1] else None
+        rows.append((path.parent / Path(cells[0]).expanduser(), mpp))
+    return rows
+
+
+def _positive(text: str) -> bool:
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False
+
+
+def expand_cohort(inputs: Sequence[str | Path]
+                  ) -> tuple[list[Path], dict[Path, float], list[str]]:
+    """Files (as :func:`~micronet.infer.batch.expand_inputs`, list files read), the per-slide
+    µm/px the lists gave, and one error line per missing input or bad list."""
+    entries: list[str | Path] = []
+    mpps: dict[Path, float] = {}
+    errors: list[str] = []
+    for item in inputs:
+        if Path(item).suffix.lower() in LIST_SUFFIXES and Path(item).is_file():
+            try:
+                listed = read_slide_list(item)
+            except InputError as exc:
+                errors.append(str(exc))
+                continue
+            entries += [p for p, _ in listed]
+            mpps.update({p.resolve(): m for p, m in listed if m is not None})
+        else:
+            entries.append(item)
+    files, missing = expand_inputs(entries)
+    return files, {f: mpps[f.resolve()] for f in files if f.resolve() in mpps}, errors + missing
+
+
+# --- on a worker ----------------------------------------------------------------------------
+
+_SEGMENTERS: dict[str, Any] = {}
+
+
+def _segmenter(key: str, spec: Mapping[str, Any]) -> Any:
+    """The worker's Segmenter for ``spec`` (built on first use, then kept: one per worker)."""
+    if key not in _SEGMENTERS:
+        from .segmenter import Segmenter
+
+        _SEGMENTERS.clear()
+        _SEGMENTERS[key] = Segmenter(**spec)
+    return _SEGMENTERS[key]
+
+
+def _cache_key(spec: Mapping[str, Any]) -> str:
+    """Names a segmenter spec in the workers' cache (the same spec: the same model)."""
+    import hashlib
+
+    import cloudpickle
+
+    return hashlib.sha1(cloudpickle.dumps(dict(spec))).hexdigest()[:16]
+
+
+def _worker_address() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except (ImportError, ValueError):
+        return "local"
+
+
+def segment_one(path: Path, name: str, out: Path, key: str, spec: Mapping[str, Any],
+                formats: Sequence[str], mpp: float | None = None,
+                threads: int | None = None) -> dict[str, Any]:
+    """Segment one slide or image into ``out`` (the task a worker runs); its summary row, with
+    ``outputs`` (the file names written), ``seconds`` and ``worker``. Outputs appear only once
+    all are written (staged, then renamed); a failure is returned as ``{"error": line}``."""
+    from .batch import _error_line
+
+    start = time.perf_counter()
+    try:
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        segmenter = _segmenter(key, spec)
+        (out / STAGING).mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=out / STAGING))
+        try:
+            row = _segment_into(segmenter, path, name, staging, tuple(formats), mpp)
+            outputs = sorted(part.name for part in staging.iterdir())
+            for part in outputs:
+                os.replace(staging / part, out / part)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        row["outputs"] = outputs
+    except Exception as exc:  # noqa: BLE001 - one slide's failure must not stop the cohort
+        line = _error_line(path, exc) if isinstance(exc, (MicronetError, OSError)) \
+            else f"{path}: {type(exc).__name__}: {exc}"
+        row = {"error": line}
+    row.update(seconds=round(time.perf_counter() - start, 2), worker=_worker_address())
+    return row
+
+
+def _segment_into(segmenter: Any, path: Path, name: str, out: Path, formats: tuple[str, ...],
+                  mpp: float | None) -> dict[str, Any]:
+    """Segment ``path`` and write its outputs to ``out``, as ``micronet segment`` does."""
+    if is_slide(path):
+        result = segmenter.predict_slide(path, mpp=mpp, out_dir=out, formats=formats,
+                                         progress=False, name=name)
+        return summary_row(path, name, "slide", result.glands, *result.dimensions, result.mpp)
+    from .._io import read_rgb
+    from .export import export_segmentation
+
+    image = read_rgb(path)
+    result = segmenter.predict(image, mpp=mpp, progress=False)
+    export_segmentation(result, image, out, name, formats)
+    return summary_row(path, name, "image", result.glands, image.shape[1], image.shape[0],
+                       result.mpp)
+
+
+# --- on the client --------------------------------------------------------------------------
+
+
+def _settings_of(key: str, spec: Mapping[str, Any], mpps: Sequence[float | None]
+                 ) -> dict[float | None, dict[str, Any]]:
+    """The run settings (:func:`~micronet.infer.batch.run_settings`) per µm/px, as a worker
+    builds the model: what decides whether earlier outputs can be kept."""
+    from .batch import run_settings
+
+    segmenter = _segmenter(key, spec)
+    return {m: run_settings(segmenter, m) for m in mpps}
+
+
+def _echo(line: str) -> None:
+    print(line, flush=True)
+
+
+def segment_cohort(inputs: Sequence[str | Path], out: str | Path,
+                   segmenter: Mapping[str, Any] | None = None, *, client: Any = None,
+                   formats: Sequence[str] = DEFAULT_FORMATS, mpp: float | None = None,
+                   overwrite: bool = False, threads: int | None = None,
+                   progress: bool | None = None,
+                   echo: Callable[[str], None] = _echo) -> list[str]:
+    """Segment slides, images, folders, globs and slide lists (:func:`read_slide_list`) into
+    ``out``, one Dask task per input; returns one error line per input that failed.
+
+    What is done is kept as ``micronet segment`` keeps it (:mod:`micronet.infer.outputs`): an
+    input already segmented into ``out``, unchanged and with the same settings, is skipped;
+    each finished or failed input is recorded, and ``summary.csv`` rewritten, as it comes in.
+
+    Args:
+        segmenter: keyword arguments of :class:`~micronet.infer.Segmenter` (default: the
+            shipped ``"glas"`` weights); each worker builds it once.
+        client: a ``distributed.Client`` (``None``: every input in this process, in turn).
+        mpp: level-0 µm/px for inputs a list gives none for (slides: when metadata lacks it).
+        overwrite: redo inputs already segmented into ``out``.
+        threads: torch threads per task (``None``: the worker's setting).
+        progress: show a bar over inputs (``None``: on a terminal).
+    """
+    from .outputs import OutputFolder
+
+    out = Path(out)
+    spec = dict(segmenter or {"weights": "glas"})
+    files, mpps, errors = expand_cohort(inputs)
+    for line in errors:
+        console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+    if not files:
+        return errors
+    key = _cache_key(spec)
+    wanted = {f: mpps.get(f, mpp) for f in files}
+    probe = (key, spec, sorted(set(wanted.values()), key=lambda m: (m is not None, m)))
+    settings = (_settings_of(*probe) if client is None
+                else client.submit(_settings_of, *probe, key=f"micronet-settings-{key}",
+                                  pure=False).result())
+    with OutputFolder(out, flush_every=0) as folder:
+        names = folder.names(files, output_names(files))
+        todo = []
+        for path in files:
+            if not overwrite and folder.is_done(path, formats, settings[wanted[path]]):
+                echo(f"{path}: already segmented into {out} (outputs {names[path]}_*), "
+                     "skipped (--overwrite redoes it)")
+            else:
+                todo.append(path)
+        args = {p: (p, names[p], out, key, spec, tuple(formats), wanted[p], threads)
+                for p in todo}
+        results = _run(client, args)
+        with make_progress(progress) as bar:
+            task = bar.add_task("slides", total=len(todo))
+            glands = 0
+            try:
+                for path, row in results:
+                    outputs = row.pop("outputs", None)
+                    if outputs is None:
+                        errors.append(row["error"])
+                        console.print(f"[bold red]error:[/] {errors[-1]}", highlight=False,
+                                      soft_wrap=True)
+                        folder.failed(path, names[path], row["error"])
+                    else:
+                        folder.done(path, names[path], row, [out / f for f in outputs], formats,
+                                    settings[wanted[path]], row["seconds"])
+                        echo(f"{path}: {row['glands']} glands ({row['seconds']} s on "
+                             f"{row['worker']})")
+                        glands += int(row["glands"])
+                    bar.update(task, advance=1, description=f"slides ({glands} glands)")
+            finally:
+                results.close()  # Ctrl-C: cancel the tasks left
+    shutil.rmtree(out / STAGING, ignore_errors=True)
+    return errors
+
+
+def _run(client: Any, args: dict[Path, tuple[Any, ...]]
+         ) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """``(input, row)`` as each task finishes: in this process, or on the client's cluster.
+    A task whose workers kept dying (Dask gives up after ``allowed-failures``) is an error row;
+    leaving early (Ctrl-C, an error) cancels what is left."""
+    if client is None:
+        for path, a in args.items():
+            yield path, segment_one(*a)
+        return
+    from distributed import as_completed
+
+    futures = {client.submit(segment_one, *a, key=f"micronet-segment-{a[1]}-{a[3][-8:]}",
+                             pure=False): p for p, a in args.items()}
+    try:
+        for future in as_completed(futures):
+            path = futures[future]
+            try:
+                yield path, future.result()
+            except Exception as exc:  # noqa: BLE001 - KilledWorker, CancelledError, ...
+                yield path, {"error": f"{path}: {type(exc).__name__}: {exc}"}
+    finally:
+        client.cancel(list(futures))
+
+
+# --- clusters -------------------------------------------------------------------------------
+
+
+def local_cluster(workers: int | None = None, dashboard: str | None = ":8787") -> Any:
+    """A ``LocalCluster`` of ``workers`` processes with one task each (default: a process per
+    two cores); give each task ``cpu_count // workers`` torch threads (see :func:`open_cluster`)."""
+    from distributed import LocalCluster
+
+    workers = workers or max(1, (os.cpu_count() or 2) // 2)
+    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                        dashboard_address=dashboard)
+
+
+def slurm_cluster(queue: str | None = None, cores: int | None = None, memory: str | None = None,
+                  walltime: str | None = None, **kwargs: Any) -> Any:
+    """A ``dask_jobqueue.SLURMCluster`` whose jobs each run one worker doing one slide at a
+    time with ``cores`` CPUs (torch threads); unset options come from dask-jobqueue's config
+    (``~/.config/dask/jobqueue.yaml``). Starts no job: scale it (``cluster.scale(jobs=N)``)."""
+    import dask
+    from dask_jobqueue import SLURMCluster
+
+    cores = cores or dask.config.get("jobqueue.slurm.cores", None)
+    opts = {"queue": queue, "memory": memory, "walltime": walltime}
+    return SLURMCluster(cores=1, processes=1, job_cpu=cores, **kwargs,
+                        **{k: v for k, v in opts.items() if v is not None})
+
+
+@contextmanager
+def open_cluster(cluster: str, workers: int | None = None, *, jobs: int | None = None,
+                 queue: str | None = None, cores: int | None = None, memory: str | None = None,
+                 walltime: str | None = None) -> Iterator[tuple[Any, int | None]]:
+    """A client on ``cluster`` (``local``, ``slurm`` or a scheduler address ``tcp://HOST:PORT``)
+    and the torch threads per task; a cluster started here is closed on leaving (Ctrl-C too)."""
+    try:
+        import dask
+        from distributed import Client
+    except ImportError:
+        raise MicronetError("--cluster needs Dask: pip install 'micronet-seg[cluster]'") from None
+    if cluster == "local":
+        with local_cluster(workers) as local, Client(local) as client:
+            yield client, max(1, (os.cpu_count() or 1) // len(local.workers))
+    elif cluster == "slurm":
+        if shutil.which("sbatch") is None:
+            raise MicronetError("--cluster slurm: sbatch not found; run on a SLURM login node")
+        try:
+            slurm = slurm_cluster(queue, cores, memory, walltime)
+        except ValueError as exc:  # e.g. no memory given, here or in the jobqueue config
+            raise MicronetError(f"--cluster slurm: {exc}") from None
+        with slurm, Client(slurm) as client:
+            slurm.scale(jobs=jobs or workers or 1)
+            yield client, cores or dask.config.get("jobqueue.slurm.cores", None)
+    elif "://" in cluster or ":" in cluster:
+        try:
+            client = Client(cluster, timeout="30s")
+        except OSError as exc:
+            raise MicronetError(f"--cluster {cluster}: no scheduler answered ({exc})") from None
+        with client:
+            yield client, None
+    else:
+        raise MicronetError(f"--cluster {cluster!r}: use local, slurm or tcp://HOST:PORT")

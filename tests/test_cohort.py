@@ -1,0 +1,292 @@
+"""Cohorts on a Dask cluster (`segment_cohort`, `micronet segment --cluster`): equal outputs,
+a killed worker, resuming, a corrupt slide, the SLURM job script."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+import pytest
+import torch
+
+distributed = pytest.importorskip("distributed")
+import cloudpickle  # noqa: E402
+
+import fakes  # noqa: E402
+from fakes import PurpleGlandModel, purple_image, write_pyramid  # noqa: E402
+from micronet.cli import main  # noqa: E402
+from micronet.infer import Segmenter  # noqa: E402
+from micronet.infer.batch import segment_files  # noqa: E402
+from micronet.infer.cohort import read_slide_list, segment_cohort, slurm_cluster  # noqa: E402
+from micronet.infer.outputs import MANIFEST  # noqa: E402
+
+# workers unpickle the fake models by value: they cannot import the tests folder
+cloudpickle.register_pickle_by_value(fakes)
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+FORMATS = ("labels", "overlay", "geojson", "csv")
+PP = {"min_size": 30}
+
+
+class SlowPurple(PurpleGlandModel):
+    """The purple model, slow enough (and counting forwards) to catch a task mid-slide."""
+
+    calls = 0
+
+    def __init__(self, input_size: int = 64, delay: float = 0.0) -> None:
+        super().__init__(input_size)
+        self.delay = delay
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        SlowPurple.calls += 1
+        time.sleep(self.delay)
+        return super().forward(x)
+
+
+def spec(model=None) -> dict:
+    return {"model": model or PurpleGlandModel(64), "device": "cpu", "precision": "fp32",
+            "postprocess": PP}
+
+
+@pytest.fixture(scope="module")
+def slides(tmp_path_factory):
+    """Four small pyramidal TIFFs (different glands) and one PNG tile."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("cohort")
+    paths = []
+    for i in range(4):
+        image, _ = purple_image((192, 256), [(50 + 20 * i, 60, 30, 40), (130, 170 - 10 * i, 35,
+                                                                         25)], seed=i)
+        paths.append(write_pyramid(folder / f"s{i}.tif", image, mpp=0.62, downsamples=(2,)))
+    image, _ = purple_image((128, 128), [(64, 64, 30, 30)], seed=9)
+    Image.fromarray(image).save(folder / "tile.png")
+    return [*paths, folder / "tile.png"]
+
+
+@pytest.fixture(scope="module")
+def reference(slides, tmp_path_factory):
+    """The single-process `micronet segment` pipeline's outputs."""
+    out = tmp_path_factory.mktemp("ref")
+    seg = Segmenter(**spec())
+    assert segment_files(slides, out, seg, FORMATS, echo=lambda _: None) == []
+    return out
+
+
+@pytest.fixture(scope="module")
+def client():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as c:
+        yield c
+
+
+def outputs(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())
+            if p.is_file() and p.name != "summary.csv"}
+
+
+def finished(folder):
+    entries = json.loads((folder / MANIFEST).read_text())["inputs"].values()
+    return sorted(e["name"] for e in entries if e["row"]["status"] == "ok")
+
+
+def summary(folder):
+    return {r["name"]: r for r in csv.DictReader((folder / "summary.csv").open())}
+
+
+def assert_same(out, reference):
+    got, want = outputs(out), outputs(reference)
+    assert sorted(got) == sorted(want)
+    for name in want:
+        assert got[name] == want[name], name  # label for label, polygon for polygon
+    ref = summary(reference)
+    for name, row in summary(out).items():
+        assert row["status"] == "ok"
+        for column in ("glands", "gland_area_px", "width_px", "mpp", "kind"):
+            assert row[column] == ref[name][column], (name, column)
+
+
+def test_read_slide_list(tmp_path):
+    (tmp_path / "list.csv").write_text("path,mpp\n# a comment\na.svs,0.25\nsub/b.tif\n"
+                                       "/abs/c.ndpi,0.5\n")
+    assert read_slide_list(tmp_path / "list.csv") == [
+        (tmp_path / "a.svs", 0.25), (tmp_path / "sub/b.tif", None), (tmp_path / "/abs/c.ndpi",
+                                                                     0.5)]
+    (tmp_path / "list.txt").write_text("a.svs\t0.25\n\nb.tif\n")
+    assert read_slide_list(tmp_path / "list.txt") == [(tmp_path / "a.svs", 0.25),
+                                                      (tmp_path / "b.tif", None)]
+    (tmp_path / "bad.txt").write_text("a.svs,fast\n")
+    with pytest.raises(Exception, match=r"bad.txt:1: expected PATH or PATH,MPP"):
+        read_slide_list(tmp_path / "bad.txt")
+
+
+def test_two_worker_cluster_equals_single_process(slides, reference, client, tmp_path):
+    out = tmp_path / "out"
+    lines = []
+    assert segment_cohort(slides, out, spec(), client=client, formats=FORMATS,
+                          echo=lines.append) == []
+    assert_same(out, reference)
+    rows = summary(out)
+    assert {r["worker"] for r in rows.values()} <= set(client.scheduler_info()["workers"])
+    assert all(float(r["seconds"]) > 0 for r in rows.values())
+    assert len(lines) == len(slides) and not (out / ".micronet-staging").exists()
+    assert finished(out) == ["s0", "s1", "s2", "s3", "tile"]
+
+
+def test_worker_killed_mid_slide_is_retried_elsewhere(slides, reference, client, tmp_path):
+    pids = client.run(os.getpid)
+    killed = {}
+
+    def executing(dask_worker):
+        return [str(ts.key) for ts in dask_worker.state.executing
+                if str(ts.key).startswith("micronet-segment-")]
+
+    done = threading.Event()
+
+    def killer():
+        while not killed and not done.is_set():
+            for address, keys in client.run(executing).items():
+                if keys:
+                    os.kill(pids[address], signal.SIGKILL)
+                    killed.update(address=address, key=keys[0])
+                    return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=killer)
+    out = tmp_path / "out"
+    thread.start()
+    try:
+        errors = segment_cohort(slides, out, spec(SlowPurple(64, delay=0.3)), client=client,
+                                formats=FORMATS, echo=lambda _: None)
+    finally:
+        done.set()
+        thread.join()
+    assert errors == [] and killed, killed
+    assert pids[killed["address"]] not in client.run(os.getpid).values()  # the process died
+    starts = [t for t in client.story(killed["key"]) if t[2] == "processing"]
+    assert len(starts) >= 2, starts  # its slide was started again
+    name = killed["key"].split("micronet-segment-")[1].rsplit("-", 1)[0]
+    assert summary(out)[name]["status"] == "ok"
+    assert_same(out, reference)
+
+
+def test_interrupted_run_resumes_without_redoing_finished_slides(slides, reference, client,
+                                                                 tmp_path):
+    out = tmp_path / "out"
+
+    def ctrl_c(line):
+        raise KeyboardInterrupt  # as the first slide finishes
+
+    model = SlowPurple(64)  # the same model (settings) in every run
+    with pytest.raises(KeyboardInterrupt):
+        segment_cohort(slides, out, spec(model), client=client, formats=FORMATS, echo=ctrl_c)
+    (first,) = finished(out)
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()
+              if p.name.startswith(f"{first}_") or p.name == f"{first}.geojson"}
+    assert len(stamps) >= 3
+    partial = "s3" if first != "s3" else "s2"
+    (out / f"{partial}.geojson").write_text("{partial")  # a slide left half-written
+    lines = []
+    SlowPurple.calls = 0
+    assert segment_cohort(slides, out, spec(model), formats=FORMATS, echo=lines.append) == []
+    assert sum("skipped" in line for line in lines) == 1 and SlowPurple.calls > 0
+    assert {p: (out / p).stat().st_mtime_ns for p in stamps} == stamps  # not redone
+    assert_same(out, reference)
+    # a third run does no work at all (counted in forward passes, in this process)
+    SlowPurple.calls = 0
+    lines.clear()
+    assert segment_cohort(slides, out, spec(model), formats=FORMATS, echo=lines.append) == []
+    assert SlowPurple.calls == 0 and sum("skipped" in line for line in lines) == len(slides)
+    assert_same(out, reference)
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    from micronet.models import create
+    from micronet.models.weights_io import save_weights
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
+    save_weights(create("micronet508", width=1 / 16).state_dict(), path,
+                 {"arch": "micronet508", "width": str(1 / 16), "num_classes": "3"})
+    return str(path)
+
+
+def run_cli_with_corrupt_slide(slides, weights, tmp_path, capsys, *cluster):
+    bad = tmp_path / "broken.svs"
+    bad.write_bytes(b"II*\x00 not really a slide")
+    listing = tmp_path / "cohort.csv"
+    listing.write_text(f"path,mpp\n{slides[0]},0.62\n{bad}\n{slides[1]}\n")
+    out = tmp_path / "out"
+    code = main(["segment", str(listing), "--out", str(out), "--weights", weights,
+                 "--device", "cpu", "-q", *cluster])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "dashboard" in captured.err and "1 input(s) failed" in captured.err
+    rows = summary(out)
+    assert rows["s0"]["status"] == rows["s1"]["status"] == "ok"
+    assert rows["broken"]["status"] == "error"
+    assert rows["broken"]["error"].startswith(f"{bad}: ")  # whatever the reader says
+    assert "\n" not in rows["broken"]["error"]
+    assert finished(out) == ["s0", "s1"]
+
+
+def test_cli_existing_scheduler_corrupt_slide_fails_alone(slides, tiny_weights, client,
+                                                          tmp_path, capsys):
+    run_cli_with_corrupt_slide(slides, tiny_weights, tmp_path, capsys, "--cluster",
+                               client.scheduler.address)
+
+
+@pytest.mark.slow
+def test_cli_local_cluster_corrupt_slide_fails_alone(slides, tiny_weights, tmp_path, capsys):
+    run_cli_with_corrupt_slide(slides, tiny_weights, tmp_path, capsys, "--cluster", "local",
+                               "--workers", "2")
+
+
+def test_slurm_job_script_has_the_users_options():
+    cluster = slurm_cluster(queue="short", cores=6, memory="12GB", walltime="03:00:00",
+                            scheduler_options={"dashboard_address": None})
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    for line in ("#SBATCH -p short", "#SBATCH --cpus-per-task=6", "#SBATCH --mem=12G",
+                 "#SBATCH -t 03:00:00"):
+        assert line in script, script
+    assert "--nthreads 1" in script  # one slide at a time per job, with all 6 cores
+
+
+def test_cli_slurm_submits_jobs_through_sbatch(tmp_path, monkeypatch, slides):
+    """With a stand-in `sbatch` on PATH: the jobs dask-jobqueue submits carry the options."""
+    from micronet.infer.cohort import open_cluster
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(f"#!/bin/sh\ncp \"$1\" {tmp_path}/job_$$.sh\n"
+                                    "echo Submitted batch job $$\n")
+    (bin_dir / "scancel").write_text("#!/bin/sh\nexit 0\n")
+    for tool in ("sbatch", "scancel"):
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    with open_cluster("slurm", jobs=2, queue="long", cores=3, memory="4GB",
+                      walltime="00:30:00") as (client, threads):
+        assert threads == 3
+        deadline = time.time() + 30
+        while len(list(tmp_path.glob("job_*.sh"))) < 2 and time.time() < deadline:
+            time.sleep(0.1)
+    scripts = [p.read_text() for p in tmp_path.glob("job_*.sh")]
+    assert len(scripts) == 2
+    assert all("#SBATCH -p long" in s and "--cpus-per-task=3" in s for s in scripts)
+
+
+def test_cli_slurm_without_sbatch_is_one_line_error(tmp_path, monkeypatch, capsys, slides):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    code = main(["segment", str(slides[0]), "--out", str(tmp_path / "o"), "--cluster",
+                 "slurm", "--memory", "4GB"])
+    assert code == 1
+    assert "sbatch not found" in capsys.readouterr().err
