@@ -13,7 +13,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from rich.progress import TextColumn
@@ -27,13 +27,25 @@ from .checkpoint import load_state, save_model_weights, save_state
 from .config import TrainConfig
 from .data import load_training_data
 from .distributed import DistInfo, cleanup_distributed, init_distributed
-from .schedule import aux_weight, learning_rate
+from .schedule import aux_weight, budget_steps, cosine_lr, learning_rate
 from .step import model_input, training_step
 
 if TYPE_CHECKING:
     from .validate import Validation
 
 __all__ = ["train", "TrainResult", "build_model"]
+
+
+#: Steps timed before a wall-time budget first sizes the run (the first few include warm-up).
+_CALIBRATION_STEPS = 20
+
+
+class _Clock(NamedTuple):
+    """Seconds spent in training steps and in validations, and how many validations ran."""
+
+    train_s: float = 0.0
+    val_s: float = 0.0
+    validations: float = 0.0
 
 
 @dataclass
@@ -52,7 +64,8 @@ def build_model(config: TrainConfig) -> torch.nn.Module:
     try:
         model = create(config.model.name, width=config.model.width,
                        num_classes=config.model.num_classes, dropout=config.model.dropout,
-                       upsample_init=config.model.upsample_init)
+                       upsample_init=config.model.upsample_init, norm=config.model.norm,
+                       act=config.model.act)
     except ValueError as exc:
         raise MicronetError(f"model: {exc}") from None
     if config.model.init:
@@ -68,6 +81,8 @@ def _make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.
     s = config.schedule
     if s.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=s.lr0, weight_decay=s.weight_decay)
+    if s.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=s.lr0, weight_decay=s.weight_decay)
     return torch.optim.SGD(model.parameters(), lr=s.lr0, momentum=0.9,  # validated: "sgd"
                            weight_decay=s.weight_decay)
 
@@ -135,11 +150,14 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
     optimizer = _make_optimizer(model, config)
     generator = torch.Generator().manual_seed(config.run.seed * 1000 + dist.rank)
     step, best = 0, -1.0
+    clock = _Clock()  # wall time spent training and validating, carried across resumes
     if resume is not None:
         state = load_state(run.state)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, best = int(state["step"]), float(state["best_score"])
+        total_steps = int(state.get("total_steps", total_steps))
+        clock = _Clock(*(float(v) for v in state.get("clock", (0.0, 0.0, 0.0))))
         rng = state["rng"][dist.rank] if dist.rank < len(state["rng"]) else state["rng"][0]
         _set_rng_state(rng, generator, device)
 
@@ -151,9 +169,11 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
         net = torch.compile(net)
     amp = resolve_precision(config.run.precision, device)
 
+    resolution = {"mpp": config.data.train_mpp, "input_mpp": config.data.image_mpp}
+
     def save_best() -> None:  # main process only
         save_model_weights(model, run.best, config.run.shard_mb,
-                           step=step, epoch=step / steps_per_epoch)
+                           step=step, epoch=step / steps_per_epoch, **resolution)
 
     def save_last() -> None:  # every process: the RNG states of all ranks are gathered
         rng_all = [_rng_state(generator, device)]
@@ -163,15 +183,32 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
             rng_all = gathered
         if not dist.is_main:
             return
-        extra = {"step": step, "epoch": step / steps_per_epoch}
+        extra = {"step": step, "epoch": step / steps_per_epoch, **resolution}
         save_state(run.state, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-            "best_score": best, "rng": rng_all, "config": json.dumps(config.to_dict())})
+            "best_score": best, "rng": rng_all, "config": json.dumps(config.to_dict()),
+            "total_steps": total_steps, "clock": list(clock)})
         save_model_weights(model, run.last, config.run.shard_mb, **extra)
 
     start_time = time.monotonic()
-    stop_at = total_steps if not config.run.max_steps else min(total_steps,
-                                                                step + config.run.max_steps)
+    invocation_limit = step + config.run.max_steps if config.run.max_steps else None
+    val_steps = steps_per_epoch * config.run.val_every
+
+    def stop_at() -> int:
+        return total_steps if invocation_limit is None else min(total_steps, invocation_limit)
+
+    def resize_to_budget() -> int:  # total steps that fit what is left of schedule.budget_min
+        if not s.budget_min or step < _CALIBRATION_STEPS:
+            return total_steps
+        return budget_steps(step, 60 * s.budget_min - clock.train_s - clock.val_s,
+                            clock.train_s / step,
+                            clock.val_s / clock.validations if clock.validations else 0.0,
+                            val_steps if config.run.validate and data.val_images else 0)
+
+    def current_lr(epoch: int) -> float:
+        if s.lr_schedule == "cosine":
+            return cosine_lr(step, total_steps, s.lr0, s.lr_floor, s.warmup_steps)
+        return learning_rate(epoch, s.lr0, s.lr_decay_epochs)
     prog = make_progress(progress if dist.is_main else False,
                          TextColumn("loss {task.fields[loss]:.4f} lr {task.fields[lr]:.2e} "
                                     "{task.fields[sps]:.1f} samples/s"))
@@ -179,9 +216,9 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
     with prog:
         task = prog.add_task("training", total=total_steps, completed=step, loss=0.0, lr=0.0,
                              sps=0.0)
-        while step < stop_at:
+        while step < stop_at():
             epoch = step // steps_per_epoch
-            lr = learning_rate(epoch, s.lr0, s.lr_decay_epochs)
+            lr = current_lr(epoch)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             t0 = time.perf_counter()
@@ -191,26 +228,37 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
                                         aux_weight=aux_weight(epoch), grad_clip=s.grad_clip,
                                         parameters=model.parameters())
             step += 1
-            sps = s.batch_size * dist.world_size / (time.perf_counter() - t0)
-            if step % config.run.log_every == 0 or step == stop_at:
+            step_s = time.perf_counter() - t0
+            clock = clock._replace(train_s=clock.train_s + step_s)
+            sps = s.batch_size * dist.world_size / step_s
+            if step == _CALIBRATION_STEPS and s.budget_min:
+                total_steps = resize_to_budget()
+                prog.update(task, total=total_steps)
+            last = step == stop_at()
+            if step % config.run.log_every == 0 or last:
                 # reading the loss synchronises a GPU, so only at log steps
                 loss_value = float(loss.detach())
                 if not math.isfinite(loss_value):
                     raise MicronetError(f"step {step}: loss is {loss_value}; lower "
                                         "schedule.lr0 or use run.precision=fp32")
                 prog.update(task, completed=step, loss=loss_value, lr=lr, sps=sps)
-            if dist.is_main and (step % config.run.log_every == 0 or step == stop_at):
+            if dist.is_main and (step % config.run.log_every == 0 or last):
                 run.append_log({"type": "step", "step": step, "epoch": epoch + 1,
                                 "loss": loss_value, "lr": lr,
                                 **{k: float(v) for k, v in parts.items()},
                                 "samples_per_s": sps,
                                 "elapsed_s": time.monotonic() - start_time})
-            end_of_epoch = step % steps_per_epoch == 0
+            finished = step == total_steps
+            end_of_epoch = step % steps_per_epoch == 0 or finished
             if end_of_epoch:
-                record = {"type": "epoch", "epoch": epoch + 1, "step": step, "lr": lr}
-                due = (epoch + 1) % config.run.val_every == 0 or epoch + 1 == s.epochs
+                record = {"type": "epoch", "epoch": epoch + 1, "step": step, "lr": lr,
+                          "total_steps": total_steps}
+                due = (epoch + 1) % config.run.val_every == 0 or finished
                 if config.run.validate and data.val_images and dist.is_main and due:
-                    validation = _validate(model, data, device)
+                    t_val = time.perf_counter()
+                    validation = _validate(model, data, device, config.data)
+                    clock = clock._replace(val_s=clock.val_s + time.perf_counter() - t_val,
+                                           validations=clock.validations + 1)
                     record.update(validation.scores)
                     score = record[config.run.best_metric]
                     if score > best:
@@ -221,12 +269,15 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
                                               data.val_names)
                 if dist.is_main:
                     run.append_log(record)
-                    console.print(f"epoch {epoch + 1}/{s.epochs}: " + ", ".join(
-                        f"{k} {v:.4g}" for k, v in record.items() if k not in ("type",)))
+                    console.print(f"epoch {epoch + 1}/{math.ceil(total_steps / steps_per_epoch)}"
+                                  ": " + ", ".join(f"{k} {v:.4g}" for k, v in record.items()
+                                                   if k not in ("type",)))
+                if s.budget_min and not finished:
+                    total_steps = resize_to_budget()
+                    prog.update(task, total=total_steps)
             timed_out = (config.run.time_limit_min and
                          time.monotonic() - start_time > 60 * config.run.time_limit_min)
-            if end_of_epoch or step % config.run.checkpoint_every == 0 or step == stop_at \
-                    or timed_out:
+            if end_of_epoch or step % config.run.checkpoint_every == 0 or last or timed_out:
                 save_last()
             if timed_out:
                 break
@@ -235,10 +286,11 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
     return TrainResult(run_dir, model, step, best)
 
 
-def _validate(model: torch.nn.Module, data, device: torch.device) -> Validation:
+def _validate(model: torch.nn.Module, data, device: torch.device, data_config) -> Validation:
     from .validate import validate
 
-    return validate(model, data.val_images, data.val_labels, device)
+    return validate(model, data.val_images, data.val_labels, device,
+                    mpp=data_config.train_mpp, image_mpp=data_config.image_mpp)
 
 
 def write_summary(run_dir: Path, result: TrainResult, best_metric: str) -> None:
