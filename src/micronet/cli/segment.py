@@ -10,6 +10,17 @@ import typer
 
 from .._console import console
 from ..errors import MicronetError
+from .common import (
+    batch_size_option,
+    device_option,
+    model_option,
+    postprocess_option,
+    precision_option,
+    quiet_option,
+    tta_option,
+    weights_option,
+    width_option,
+)
 
 
 def _parse_formats(formats: str) -> tuple[str, ...]:
@@ -49,24 +60,20 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     def segment_cmd(
         inputs: list[str] = typer.Argument(..., help="Images, slides, folders or globs."),
         out: Path = typer.Option(..., "--out", "-o", file_okay=False, help="Output folder."),
-        model: str = typer.Option("micronet508", "--model", help="Architecture."),
-        width: float = typer.Option(None, "--width", help="Width (default: the weights')."),
-        weights: str = typer.Option("glas", "--weights",
-                                    help="Shipped tag/dataset, .safetensors file or run folder."),
-        device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
-        tta: bool = typer.Option(False, "--tta", help="Average 8 flips/rotations."),
+        model: str = model_option(),
+        width: float = width_option(),
+        weights: str = weights_option(),
+        device: str = device_option(),
+        tta: bool = tta_option(),
         mpp: float = typer.Option(None, "--mpp", help="Input µm/px (images: resampled to the "
                                                       "model's; slides: level 0, if missing)."),
-        batch_size: int = typer.Option(4, "--batch-size", min=1, help="Tiles per forward."),
+        batch_size: int = batch_size_option(),
         formats: str = typer.Option("labels,overlay,geojson,csv", "--formats",
                                     help="Comma-separated outputs."),
-        precision: str = typer.Option("auto", "--precision", help="auto | fp32 | bf16 | fp16"),
-        postprocess: Path = typer.Option(
-            None, "--postprocess", dir_okay=False,
-            help="Post-processing JSON (e.g. from `micronet tune --out`) instead of the "
-                 "weights' own."),
+        precision: str = precision_option(),
+        postprocess: Path = postprocess_option(),
         overwrite: bool = typer.Option(False, "--overwrite", help="Redo existing outputs."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="Hide progress bars."),
+        quiet: bool = quiet_option(),
         cluster: str = typer.Option(
             None, "--cluster", rich_help_panel="Cohorts on a Dask cluster",
             help="local | tcp://HOST:PORT (an existing scheduler) | slurm: one task per "
@@ -122,8 +129,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     def bench_segment_cmd(
         size: int = typer.Option(4000, "--size", min=16, help="Synthetic image side (px)."),
         widths: str = typer.Option("0.125,0.25", "--widths", help="Comma-separated widths."),
-        batch_size: int = typer.Option(4, "--batch-size", min=1),
-        device: str = typer.Option("auto", "--device"),
+        batch_size: int = batch_size_option(),
+        device: str = device_option(),
         baseline: bool = typer.Option(True, "--baseline/--no-baseline",
                                       help="Also time a plain non-overlapping tile loop."),
     ) -> None:
