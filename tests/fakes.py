@@ -13,7 +13,7 @@ from torch import nn
 
 __all__ = ["FAKE_COUNTS", "RELEASE_DIR", "GRADE_HEADER", "BREAKAGES", "fake_pair",
            "write_fake_release", "zip_release", "break_release", "PurpleGlandModel",
-           "purple_image", "write_pyramid"]
+           "purple_image", "write_pyramid", "PaleGlandModel"]
 
 # --- fake GlaS releases (2 pairs per split) -------------------------------------------------
 
@@ -114,6 +114,17 @@ class PurpleGlandModel(nn.Module):
             interior = purple
         classes = torch.cat([1 - purple, interior, purple - interior], 1)
         return classes * 20 - 10 + self.offset
+
+
+class PaleGlandModel(PurpleGlandModel):
+    """The shipped model's failure on slides, made deterministic: purple *and* pale pixels (gland
+    lumens in GlaS, but also glass) are gland; pen ink dark enough in green counts as purple."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        green = (x[:, 1:2].float() + 1) * 127.5
+        x = x.clone()
+        x[:, 1:2] = torch.where(green > 225, -1.0, x[:, 1:2])  # pale -> "purple"
+        return super().forward(x)
 
 
 def purple_image(shape, ellipses, seed=0):

@@ -253,7 +253,8 @@ def test_pyramidal_tiff_is_segmented_as_a_slide(tmp_path, weights, capsys):
     out = tmp_path / "out"
     assert run(str(path), "--out", str(out), "--weights", weights, "--device", "cpu") == 0
     assert sorted(p.name for p in out.glob("[!.]*")) == ["s.geojson", "s_glands.csv",
-                                                     "s_overlay.png", "summary.csv"]
+                                                     "s_overlay.png", "s_tissue.png",
+                                                     "summary.csv"]
     assert "slide, level 0" in capsys.readouterr().out
     (row,) = csv.DictReader((out / "summary.csv").open())
     assert (row["kind"], row["width_px"], row["height_px"], row["mpp"]) == (

@@ -11,7 +11,8 @@ import pytest
 from fakes import PurpleGlandModel, purple_image, write_pyramid
 from micronet.errors import InputError
 from micronet.infer import PostprocessConfig, Segmenter
-from micronet.infer.slide import SlideReader, choose_level, tissue_mask
+from micronet.infer.slide import SlideReader, choose_level
+from micronet.infer.tissue import slide_tissue
 
 # level-0 ellipses (row, col, r_radius, c_radius); several cross the 96 px chunk borders of
 # the working level (= level 0 / 2), i.e. level-0 rows/cols 192 and 384
@@ -67,7 +68,7 @@ def test_slide_glands_match_truth_and_whole_image(slide, tmp_path):
         sorted(g["area_px"] for g in result.glands), rel=0.01)
     # outputs: QuPath GeoJSON in level-0 coordinates, CSV, thumbnail overlay
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["slide.geojson", "slide_glands.csv", "slide_overlay.png"]
+    assert names == ["slide.geojson", "slide_glands.csv", "slide_overlay.png", "slide_tissue.png"]
     features = json.loads((tmp_path / "slide.geojson").read_text())["features"]
     assert len(features) == len(GLANDS)
     ring = np.asarray(features[0]["geometry"]["coordinates"][0])
@@ -87,8 +88,7 @@ def test_background_chunks_are_skipped(tmp_path):
     result = make_segmenter().predict_slide(path, chunk=80, margin=64)
     assert result.chunks == 3 * 4 and result.skipped == 3
     assert result.num_glands == 3
-    thumb = SlideReader(path).thumbnail()[0]
-    mask = tissue_mask(thumb)
+    mask = slide_tissue(SlideReader(path)).mask
     assert mask[:, : mask.shape[1] // 2].mean() > 0.95 and mask[:, -5:].mean() == 0
 
 

@@ -68,12 +68,19 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         mpp: float = typer.Option(None, "--mpp", help="Input µm/px (images: resampled to the "
                                                       "model's; slides: level 0, if missing)."),
         batch_size: int = batch_size_option(),
-        formats: str = typer.Option("labels,overlay,geojson,csv", "--formats",
+        formats: str = typer.Option("labels,overlay,geojson,csv,tissue", "--formats",
                                     help="Comma-separated outputs."),
         precision: str = precision_option(),
         postprocess: Path = postprocess_option(),
         overwrite: bool = typer.Option(False, "--overwrite", help="Redo existing outputs."),
         quiet: bool = quiet_option(),
+        tissue_mask: Path = typer.Option(
+            None, "--tissue-mask", dir_okay=False,
+            help="Your tissue mask (image of any size, non-zero = tissue, stretched over each "
+                 "input) instead of the detected one."),
+        no_tissue_mask: bool = typer.Option(
+            False, "--no-tissue-mask", help="Segment everywhere: no tissue detection (glass and "
+                                            "pen ink may then become glands)."),
         cluster: str = typer.Option(
             None, "--cluster", rich_help_panel="Cohorts on a Dask cluster",
             help="local | tcp://HOST:PORT (an existing scheduler) | slurm: one task per "
@@ -99,9 +106,15 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         from ..infer import Segmenter
         from ..infer.batch import gather_inputs, segment_files
         from ..infer.run_folder import read_postprocess
+        from ..infer.tissue import read_tissue_mask
 
         chosen = _parse_formats(formats)
         tuned = read_postprocess(postprocess) if postprocess is not None else None
+        if tissue_mask is not None and no_tissue_mask:
+            raise MicronetError("--tissue-mask and --no-tissue-mask: choose one")
+        tissue = read_tissue_mask(tissue_mask) if tissue_mask is not None else not no_tissue_mask
+        if no_tissue_mask:  # no mask, no NAME_tissue.png
+            chosen = tuple(f for f in chosen if f != "tissue")
         if cluster is not None:
             spec = {"model": model, "width": width, "weights": weights, "device": device,
                     "batch_size": batch_size, "tta": tta, "precision": precision,
@@ -117,7 +130,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         if files:
             segmenter = Segmenter(model=model, width=width, weights=weights, device=device,
                                   batch_size=batch_size, tta=tta, precision=precision,
-                                  postprocess=tuned)
+                                  postprocess=tuned, tissue=tissue)
             with make_progress(False if quiet else None) as progress:
                 errors += segment_files(files, out, segmenter, chosen, mpp, overwrite, progress,
                                         echo=typer.echo)

@@ -1,7 +1,8 @@
 """Sample GlaS tiles shipped inside the package, so the demo and docs work without a download.
 
 The files live in ``micronet/data/samples/`` (``NAME.png`` + ``NAME_labels.png``); their source,
-grades and label provenance are listed in ``samples/README.md``.
+grades and label provenance are listed in ``samples/README.md``. ``demo_slide.tif`` is the four
+tiles on synthetic glass as a small pyramidal slide (``scripts/make_demo_slide.py``).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import numpy as np
 from .._io import read_labels, read_rgb
 from ..errors import MicronetError
 
-__all__ = ["list_samples", "sample_paths", "load_sample"]
+__all__ = ["list_samples", "sample_paths", "load_sample", "demo_slide", "DEMO_SLIDE_COLUMNS"]
 
 _LABELS_SUFFIX = "_labels"
+DEMO_SLIDE_COLUMNS = 2  # the demo slide's tiles: list_samples() order, 2 per row
 
 
 def _samples_dir() -> Path:
@@ -49,3 +51,10 @@ def load_sample(name: str) -> tuple[np.ndarray, np.ndarray]:
     """
     image_path, labels_path = sample_paths(name)
     return read_rgb(image_path), read_labels(labels_path)
+
+
+def demo_slide() -> tuple[Path, np.ndarray]:
+    """The bundled demo slide (JPEG pyramidal TIFF, 0.62 µm/px: the four sample tiles on
+    synthetic glass) and its ``(H, W) int32`` level-0 labels."""
+    folder = _samples_dir()
+    return folder / "demo_slide.tif", read_labels(folder / "demo_slide_labels.png")

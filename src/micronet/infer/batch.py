@@ -155,6 +155,7 @@ def summary_row(path: Path, name: str, kind: str, glands: Sequence[dict[str, Any
     area = float(sum(g["area_px"] for g in glands))
     row: dict[str, Any] = {
         "input": str(path), "name": name, "status": "ok", "kind": kind, "glands": len(glands),
+        "suspect": sum(bool(g.get("suspect")) for g in glands),
         "width_px": width, "height_px": height, "mpp": mpp if mpp else "",
         "gland_area_px": round(area, 2),
         "gland_area_fraction": round(area / (width * height), 5),
@@ -225,6 +226,7 @@ def segment_files(files: Sequence[Path], out: Path, segmenter: Segmenter,
             row["note"] = "; ".join(notes.pop(path, []))
             folder.done(path, name, row, written, formats, settings, time.perf_counter() - start)
             echo(f"{path}: {row['glands']} glands{_renamed(path, name)}")
+            _warn_suspects(path, row["suspect"])
         except (MicronetError, OSError) as exc:
             fail(path, name, exc)
         progress.advance(task)
@@ -267,6 +269,7 @@ def segment_files(files: Sequence[Path], out: Path, segmenter: Segmenter,
                          f"{result.level}, {result.working_mpp:.3f} µm/px, "
                          f"{result.skipped}/{result.chunks} chunks without tissue)"
                          f"{_renamed(path, name)}")
+                    _warn_suspects(path, sum(g["suspect"] for g in result.glands))
                 else:  # the network pass overlaps the previous image's finishing
                     inference = segmenter.infer(read_rgb(path, note(path)), mpp=mpp,
                                                 progress=progress)
@@ -297,6 +300,17 @@ def segment_inputs(inputs: Sequence[str | Path], out: str | Path, segmenter: Seg
         errors += segment_files(files, Path(out), segmenter, formats, mpp, overwrite, progress,
                                 echo)
     return errors
+
+
+def _warn_suspects(path: Path, count: int) -> None:
+    """A warning line for objects far larger than any training gland (``suspect`` rows)."""
+    from .export import SUSPECT_AREA_UM2
+
+    if count:
+        console.print(f"[yellow]warning:[/] {path}: {count} object(s) over "
+                      f"{SUSPECT_AREA_UM2:,.0f} µm², far larger than any gland the weights were "
+                      "trained on (glass, a fold, or glands run together?): marked suspect in "
+                      "the CSV", highlight=False, soft_wrap=True)
 
 
 def _renamed(path: Path, name: str) -> str:

@@ -25,10 +25,26 @@ from .._io import atomic_path, write_png
 
 __all__ = ["FORMATS", "gland_polygons", "geojson_features", "write_geojson", "write_labels",
            "write_overlay", "write_csv", "output_paths", "export_segmentation", "gland_colors",
+           "flag_suspects", "write_tissue", "SUSPECT_AREA_UM2", "rasterize_polygons",
            "gland_columns", "draw_ids", "OVERLAY_HUES"]
 
-FORMATS = ("labels", "overlay", "geojson", "csv")
+FORMATS = ("labels", "overlay", "geojson", "csv", "tissue")
 GLAND_COLOR = (0, 160, 80)
+# The largest gland in the GlaS training labels (train_76: 358,105 px at 0.62 µm/px) covers
+# 137,700 µm²; an object three times that is beyond anything the shipped weights saw: usually
+# glass, a fold or a run of merged glands rather than one gland.
+LARGEST_TRAINING_GLAND_UM2 = 137_700.0
+SUSPECT_AREA_UM2 = 3 * LARGEST_TRAINING_GLAND_UM2
+
+
+def flag_suspects(rows: Sequence[dict[str, Any]], mpp: float,
+                  limit_um2: float = SUSPECT_AREA_UM2) -> int:
+    """Mark each gland row (in place) ``suspect`` when its area exceeds ``limit_um2`` (areas in
+    px of ``mpp`` µm/px); returns how many are."""
+    limit_px = limit_um2 / (mpp * mpp)
+    for row in rows:
+        row["suspect"] = bool(row["area_px"] > limit_px)
+    return sum(row["suspect"] for row in rows)
 
 
 def _signed_area(ring: np.ndarray) -> float:
@@ -168,18 +184,44 @@ def gland_polygons(labels: np.ndarray, offset: tuple[float, float] = (0.0, 0.0),
     return out
 
 
+def rasterize_polygons(polygons: dict[int, dict[str, Any]], shape: tuple[int, int]
+                       ) -> np.ndarray:
+    """``(H, W) int32`` labels from gland geometries in pixel coordinates (e.g. a slide's
+    ``polygons``, to score it): a pixel takes a gland's id when its centre lies inside the
+    gland's outer ring and outside its holes; the inverse of :func:`gland_polygons` with
+    ``tolerance=0``."""
+    from skimage.draw import polygon as fill
+
+    labels = np.zeros(shape, np.int32)
+    for gid, geom in polygons.items():
+        parts = [geom["coordinates"]] if geom["type"] == "Polygon" else geom["coordinates"]
+        for outer, *holes in parts:
+            ring = np.asarray(outer) - 0.5  # pixel centres at +0.5 here, on integers there
+            rows, cols = fill(ring[:, 1], ring[:, 0], shape)
+            inside = np.ones(len(rows), bool)
+            for hole in holes:
+                h = np.asarray(hole) - 0.5
+                hr, hc = fill(h[:, 1], h[:, 0], shape)
+                inside &= ~np.isin(rows * shape[1] + cols, hr * shape[1] + hc)
+            labels[rows[inside], cols[inside]] = gid
+    return labels
+
+
 def geojson_features(polygons: dict[int, dict[str, Any]], rows: Sequence[dict[str, Any]] = (),
                      object_type: str = "annotation") -> list[dict[str, Any]]:
-    """QuPath features (one per gland), measurements taken from the per-gland ``rows``."""
+    """QuPath features (one per gland), measurements taken from the per-gland ``rows``; flags
+    (``suspect``, ``truncated``) become properties, since QuPath measurements are numbers."""
     by_id = {int(r["id"]): r for r in rows}
     features = []
     for gid, geometry in polygons.items():
-        measurements = {k: v for k, v in by_id.get(gid, {}).items()
-                        if k != "id" and isinstance(v, int | float)}
+        row = by_id.get(gid, {})
+        measurements = {k: v for k, v in row.items()
+                        if k != "id" and isinstance(v, int | float) and not isinstance(v, bool)}
+        flags = {k: v for k, v in row.items() if isinstance(v, bool)}
         features.append({"type": "Feature", "geometry": geometry, "properties": {
             "objectType": object_type, "name": f"Gland {gid}",
             "classification": {"name": "Gland", "color": list(GLAND_COLOR)},
-            "measurements": measurements}})
+            "measurements": measurements, **flags}})
     return features
 
 
@@ -300,19 +342,25 @@ def write_csv(path: str | Path, rows: Sequence[dict[str, Any]],
             writer.writerows(rows)
 
 
+def write_tissue(path: str | Path, mask: np.ndarray) -> None:
+    """The tissue mask used, as a small 8-bit PNG (255 = tissue), atomically."""
+    write_png(path, np.where(mask, 255, 0).astype(np.uint8))
+
+
 def output_paths(out_dir: str | Path, name: str, formats: Sequence[str],
                  labels_tif: bool = False) -> dict[str, Path]:
     """Where each format of input ``name`` goes."""
     out_dir = Path(out_dir)
     names = {"labels": f"{name}_labels.{'tif' if labels_tif else 'png'}",
              "overlay": f"{name}_overlay.png", "geojson": f"{name}.geojson",
-             "csv": f"{name}_glands.csv"}
+             "csv": f"{name}_glands.csv", "tissue": f"{name}_tissue.png"}
     return {f: out_dir / names[f] for f in formats}
 
 
 def export_segmentation(segmentation: Any, image: np.ndarray, out_dir: str | Path, name: str,
                         formats: Sequence[str] = FORMATS) -> list[Path]:
-    """Write the chosen formats of one :class:`~micronet.infer.Segmentation`; returns the paths."""
+    """Write the chosen formats of one :class:`~micronet.infer.Segmentation` (``tissue``: the
+    mask used, ``NAME_tissue.png``, when there was one); returns the paths."""
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ValueError(f"unknown output formats {unknown}; choose from {', '.join(FORMATS)}")
@@ -331,4 +379,8 @@ def export_segmentation(segmentation: Any, image: np.ndarray, out_dir: str | Pat
     if "csv" in formats:
         write_csv(paths["csv"], segmentation.glands, gland_columns(segmentation.mpp))
         written.append(paths["csv"])
+    tissue = getattr(segmentation, "tissue", None)
+    if "tissue" in formats and tissue is not None:
+        written.append(output_paths(out_dir, name, ["tissue"])["tissue"])
+        write_tissue(written[-1], tissue.mask)
     return written

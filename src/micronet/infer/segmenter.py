@@ -41,6 +41,7 @@ from .runtime import (
     tta_transforms,
 )
 from .tiling import StripBlender, TileGrid, default_overlap, read_tile
+from .tissue import TissueConfig, TissueMask, detect_tissue
 
 __all__ = ["Segmenter", "Segmentation", "Inference"]
 
@@ -52,6 +53,7 @@ class Inference(NamedTuple):
     probabilities: np.ndarray | None
     factor: float  # model px per image px (1.0: not resampled)
     mpp: float | None
+    tissue: TissueMask | None = None  # a mask given by the caller; else finish() detects one
 
 
 @dataclass
@@ -63,12 +65,14 @@ class Segmentation:
         probabilities: ``(3, H, W) float16`` background/gland/contour probabilities, when asked.
         glands: one dict per gland (see :func:`micronet.infer.postprocess.measure_glands`).
         mpp: the image's µm/px when known.
+        tissue: the tissue mask used (``None``: none); glands exist only inside it.
     """
 
     labels: np.ndarray
     probabilities: np.ndarray | None = None
     glands: list[dict[str, Any]] = field(default_factory=list)
     mpp: float | None = None
+    tissue: TissueMask | None = None
 
     @property
     def num_glands(self) -> int:
@@ -119,14 +123,23 @@ class Segmenter:
         precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` (see
             :mod:`micronet.infer.runtime` for what auto picks and why).
         overlap: px shared by neighbouring tiles (``None``: a quarter tile).
+        tissue: tissue detection before labelling (:mod:`micronet.infer.tissue`): ``True``
+            (default parameters), a :class:`TissueConfig`, ``False`` (every pixel is tissue),
+            or a 2-D array: your own mask for every input (any size, non-zero = tissue,
+            stretched over each). Predictions outside tissue become background, so glass and
+            pen ink never become glands.
     """
 
     def __init__(self, model: str | nn.Module = "micronet508", width: float | None = None,
                  weights: str | Path | None = None, device: str | torch.device = "auto",
                  postprocess: PostprocessConfig | Mapping[str, Any] | None = None,
                  batch_size: int = 4, tta: bool | int = False, precision: str = "auto",
-                 overlap: int | None = None) -> None:
+                 overlap: int | None = None,
+                 tissue: bool | TissueConfig | np.ndarray = True) -> None:
         self.model, self.info = resolve_model(model, width, weights)
+        self.tissue_mask = None if not isinstance(tissue, np.ndarray) else _user_mask(tissue)
+        self.tissue = None if self.tissue_mask is not None else (
+            (TissueConfig() if tissue is True else tissue) or None)
         self.device = resolve_device(device)
         self.autocast_dtype = resolve_precision(precision, self.device)
         self.channels_last = self.device.type == "cuda" or torch.backends.mkldnn.is_available()
@@ -234,7 +247,8 @@ class Segmenter:
         return maps, probs
 
     def predict(self, image: np.ndarray, *, mpp: float | None = None,
-                return_probabilities: bool = False, progress: Any = None) -> Segmentation:
+                return_probabilities: bool = False, progress: Any = None,
+                tissue_mask: np.ndarray | TissueMask | None = None) -> Segmentation:
         """Segment the glands of an RGB image of any size.
 
         Args:
@@ -242,6 +256,8 @@ class Segmenter:
             mpp: the image's µm per pixel; resampled to the model's when > 10 % off.
             return_probabilities: keep ``(3, H, W) float16`` probabilities in the result.
             progress: a tile progress bar (``None``: on a TTY), or a rich ``Progress`` to use.
+            tissue_mask: your own tissue mask (any size, non-zero = tissue; stretched over the
+                image), used instead of the detected one.
 
         Returns:
             :class:`Segmentation` with labels, optional probabilities and per-gland rows.
@@ -250,28 +266,45 @@ class Segmenter:
             InputError: ``image`` is not an ``(H, W, 3) uint8`` array, or ``mpp`` <= 0.
         """
         return self.finish(self.infer(image, mpp=mpp, return_probabilities=return_probabilities,
-                                      progress=progress))
+                                      progress=progress, tissue_mask=tissue_mask))
 
     def infer(self, image: np.ndarray, *, mpp: float | None = None,
-              return_probabilities: bool = False, progress: Any = None) -> Inference:
+              return_probabilities: bool = False, progress: Any = None,
+              tissue_mask: np.ndarray | TissueMask | None = None) -> Inference:
         """The network half of :meth:`predict` (resampling, tiles, blending); :meth:`finish`
-        is the CPU half, so a caller can post-process one image while the next is inferred."""
+        is the CPU half, so a caller can post-process one image while the next is inferred.
+        ``tissue_mask``: a caller's mask (any size, non-zero = tissue, stretched over the
+        image) instead of the detected one."""
         check_image(image)
+        if tissue_mask is None:
+            tissue_mask = self.tissue_mask
+        if tissue_mask is not None and not isinstance(tissue_mask, TissueMask):
+            tissue_mask = TissueMask(_user_mask(tissue_mask), image.shape[:2])
         factor = self.resample_factor(mpp)
         work = image if factor == 1.0 else resize_image(image, factor)
         maps, probs = self.predict_maps(work, return_probabilities=return_probabilities,
                                         progress=progress)
-        return Inference(image, maps, probs, factor, mpp)
+        return Inference(image, maps, probs, factor, mpp, tissue_mask)
 
     def finish(self, inference: Inference) -> Segmentation:
-        """Gland instances and measurements from :meth:`infer`'s class maps (no model use)."""
-        image, maps, probs, factor, mpp = inference
+        """Gland instances and measurements from :meth:`infer`'s class maps (no model use;
+        the maps are modified in place). Outside tissue the maps are set to background before
+        labelling; glands far larger than any training gland are flagged ``suspect``."""
+        from .export import flag_suspects
+
+        image, maps, probs, factor, mpp, tissue = inference
+        if tissue is None and self.tissue is not None:
+            tissue = detect_tissue(image, mpp or self.mpp, self.tissue)
+        if tissue is not None:  # the mask covers the image, whatever the maps' pixel grid
+            mask_outside(maps, TissueMask(tissue.mask, maps.shape))
         labels = label_glands(maps, self.postprocess)
         if factor != 1.0:
             labels = resize_nearest(labels, image.shape[:2])
             if probs is not None:
                 probs = resize_probabilities(probs, image.shape[:2])
-        return Segmentation(labels, probs, measure_glands(labels, image, mpp), mpp)
+        glands = measure_glands(labels, image, mpp)
+        flag_suspects(glands, mpp or self.mpp)
+        return Segmentation(labels, probs, glands, mpp, tissue)
 
     def resample_factor(self, mpp: float | None) -> float:
         """Scale from the image to the model's resolution (1.0 within the 10 % tolerance)."""
@@ -287,6 +320,26 @@ class Segmenter:
         from .slide import segment_slide
 
         return segment_slide(self, path, **kwargs)
+
+
+def mask_outside(maps: ClassMaps, tissue: TissueMask, y0: int = 0, x0: int = 0,
+                 block: int = 1024) -> None:
+    """Set gland and contour probabilities to 0 (in place) outside ``tissue``; the maps cover
+    the image window at ``(y0, x0)``. Row blocks keep the resized mask small."""
+    h, w = maps.shape
+    for r in range(0, h, block):
+        outside = ~tissue.region(y0 + r, x0, min(block, h - r), w)
+        maps.gland[r:r + block][outside] = 0
+        maps.contour[r:r + block][outside] = 0
+
+
+def _user_mask(mask: Any) -> np.ndarray:
+    """A caller's tissue mask as ``bool``; ``InputError`` unless 2-D with some tissue."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2 or not mask.any():
+        raise InputError(f"a tissue mask must be a 2-D array with some tissue (non-zero), got "
+                         f"shape {mask.shape} with {int(np.count_nonzero(mask))} tissue px")
+    return mask > 0
 
 
 def check_image(image: Any) -> None:

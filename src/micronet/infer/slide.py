@@ -5,8 +5,9 @@
    coarsest one whose µm/px is still within 10 % of the target (the weights' mpp, 0.62 for
    GlaS); when that level is more than 10 % off, regions are resampled to the target with an
    exact affine map (anti-aliased), so every chunk sees the same pixel grid.
-2. **Tissue**: Otsu's threshold (clipped to 10..25) on the saturation of a thumbnail; chunks
-   with no tissue in their core are skipped.
+2. **Tissue**: :func:`micronet.infer.tissue.slide_tissue` at about 4 µm/px; chunks with no
+   tissue in their core are skipped, and in the others every prediction outside tissue is set
+   to background before labelling, so glass and pen ink never become glands.
 3. **Chunks**: the working image is cut into ``chunk`` px cores; each is predicted with a
    ``margin`` px ring around it (default 2 tiles, >= one tile), with the tile grid of the *whole*
    slide, so overlapping chunks compute the same probabilities where they overlap.
@@ -18,7 +19,8 @@
    there, may come out in several pieces, and every such piece is flagged ``truncated`` (raise
    ``margin`` to avoid it).
 
-Outputs are per-gland rows and polygons in level-0 pixel coordinates.
+Outputs are per-gland rows and polygons in level-0 pixel coordinates; glands far larger than any
+training gland are flagged ``suspect`` (:func:`micronet.infer.export.flag_suspects`).
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ from ..errors import InputError
 from ..models.card import MPP_TOLERANCE
 from .postprocess import label_glands, measure_glands
 from .tiling import TileGrid, aligned_starts
+from .tissue import TissueMask, slide_tissue
 
-__all__ = ["SlideReader", "SlideSegmentation", "segment_slide", "tissue_mask", "choose_level"]
+__all__ = ["SlideReader", "SlideSegmentation", "segment_slide", "choose_level", "write_slide"]
 
 SLIDE_SUFFIXES = {".svs", ".ndpi", ".scn", ".mrxs", ".vms", ".vmu", ".bif", ".svslide"}
 
@@ -119,6 +122,28 @@ class SlideReader:
         self._slide.close()
 
 
+def write_slide(path: str | Path, image: np.ndarray, mpp: float,
+                downsamples: tuple[int, ...] = (4, 16), quality: int = 85) -> Path:
+    """Write ``image`` as a tiled, JPEG-compressed pyramidal TIFF (level 0 at ``mpp`` µm/px,
+    reduced levels as SubIFDs) that tiffslide and ``micronet segment`` read as a slide; for
+    the bundled demo slide and slides made of images laid on glass."""
+    import cv2
+    import tifffile
+
+    from .._io import atomic_path
+
+    with atomic_path(path) as tmp, tifffile.TiffWriter(tmp) as tif:
+        for k, ds in enumerate((1, *downsamples)):
+            h, w = image.shape[0] // ds, image.shape[1] // ds
+            level = image if ds == 1 else cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+            tif.write(level, tile=(256, 256), photometric="rgb", compression="jpeg",
+                      compressionargs={"level": quality},
+                      subifds=len(downsamples) if k == 0 else None, subfiletype=1 if k else 0,
+                      resolution=(1e4 / (mpp * ds), 1e4 / (mpp * ds)),
+                      resolutionunit="CENTIMETER")
+    return Path(path)
+
+
 def choose_level(reader: SlideReader, target_mpp: float, tolerance: float = MPP_TOLERANCE
                  ) -> tuple[int, float]:
     """The pyramid level to read and the resize factor from it to ``target_mpp`` (1.0 = none)."""
@@ -127,25 +152,6 @@ def choose_level(reader: SlideReader, target_mpp: float, tolerance: float = MPP_
     level = max(ok, key=reader.level_mpp) if ok else 0
     factor = reader.level_mpp(level) / target_mpp
     return level, 1.0 if abs(factor - 1.0) <= tolerance else factor
-
-
-def tissue_mask(thumbnail: np.ndarray, dilate: int = 3) -> np.ndarray:
-    """Tissue on a thumbnail: median-filtered saturation above Otsu's threshold, dilated.
-
-    The threshold is clipped to 10..25 (of 255): glass sits below 10, while Otsu alone can split
-    pale stroma from dark glands instead of tissue from glass when glass is a small share.
-    """
-    import cv2
-    from skimage.filters import threshold_otsu
-
-    sat = cv2.medianBlur(cv2.cvtColor(thumbnail, cv2.COLOR_RGB2HSV)[..., 1], 5)
-    if int(sat.max()) - int(sat.min()) < 10:  # uniform: all glass or all tissue
-        return np.full(sat.shape, sat.mean() > 25, bool)
-    mask = sat > float(np.clip(threshold_otsu(sat), 10, 25))
-    if dilate:
-        kernel = np.ones((2 * dilate + 1, 2 * dilate + 1), np.uint8)
-        mask = cv2.dilate(mask.astype(np.uint8), kernel) > 0
-    return mask
 
 
 @dataclass
@@ -160,6 +166,7 @@ class SlideSegmentation:
         mpp: level-0 µm/px; ``level`` and ``working_mpp``: where the network ran.
         chunks, skipped: chunks in the slide, and those skipped as background.
         dimensions: level-0 ``(width, height)``.
+        tissue: the tissue mask used, over level 0 (``None``: none).
     """
 
     path: Path
@@ -173,6 +180,7 @@ class SlideSegmentation:
     dimensions: tuple[int, int]
     thumbnail: np.ndarray | None = field(default=None, repr=False)
     thumbnail_scale: float = 1.0
+    tissue: TissueMask | None = field(default=None, repr=False)
 
     @property
     def num_glands(self) -> int:
@@ -212,19 +220,13 @@ class _WorkingImage:
                               cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT_101)
 
 
-def _chunk_has_tissue(mask: np.ndarray, scale: float, box: tuple[int, int, int, int]) -> bool:
-    y0, x0, y1, x1 = box
-    r0, c0 = int(y0 / scale), int(x0 / scale)
-    r1, c1 = max(math.ceil(y1 / scale), r0 + 1), max(math.ceil(x1 / scale), c0 + 1)
-    return bool(mask[r0:r1, c0:c1].any())
-
-
 def segment_slide(segmenter: Any, path: str | Path, *, target_mpp: float | None = None,
                   mpp: float | None = None, chunk: int = 4096, margin: int | None = None,
                   skip_background: bool = True, progress: Any = None,
                   out_dir: str | Path | None = None,
-                  formats: tuple[str, ...] = ("geojson", "csv", "overlay"),
-                  name: str | None = None) -> SlideSegmentation:
+                  formats: tuple[str, ...] = ("geojson", "csv", "overlay", "tissue"),
+                  name: str | None = None, tissue_mask: np.ndarray | None = None,
+                  ) -> SlideSegmentation:
     """Segment the glands of a whole-slide image (see the module docstring).
 
     Args:
@@ -234,7 +236,9 @@ def segment_slide(segmenter: Any, path: str | Path, *, target_mpp: float | None 
         mpp: level-0 µm/px, overriding (or standing in for missing) slide metadata.
         chunk: core size of a chunk in working pixels.
         margin: ring around each core in working px (default two tiles; at least one tile).
-        skip_background: skip chunks without tissue on the thumbnail.
+        skip_background: skip chunks without tissue.
+        tissue_mask: your own mask (any size, non-zero = tissue, stretched over the slide)
+            instead of the detected one (``segmenter.tissue``; ``None`` there: no masking).
         progress: progress bar control (see :func:`micronet.infer.segmenter.tile_progress`).
         out_dir: when given, write ``NAME.geojson``, ``NAME_glands.csv`` and a thumbnail
             ``NAME_overlay.png`` there (``formats`` picks which).
@@ -243,6 +247,7 @@ def segment_slide(segmenter: Any, path: str | Path, *, target_mpp: float | None 
     Raises:
         InputError: unreadable slide, or no resolution known.
     """
+    from .export import flag_suspects
     from .segmenter import tile_progress
 
     reader = SlideReader(path, mpp)
@@ -255,7 +260,16 @@ def segment_slide(segmenter: Any, path: str | Path, *, target_mpp: float | None 
         tile, overlap = segmenter.tile, segmenter.overlap
         margin = max(2 * tile if margin is None else margin, tile)
         thumb, thumb_scale = reader.thumbnail()
-        mask = tissue_mask(thumb) if skip_background else np.ones(thumb.shape[:2], bool)
+        config = getattr(segmenter, "tissue", None)
+        if tissue_mask is None:
+            tissue_mask = getattr(segmenter, "tissue_mask", None)
+        tissue = None
+        if tissue_mask is not None:
+            tissue = TissueMask(np.asarray(tissue_mask) > 0, reader.dimensions[0][::-1])
+        elif config is not None or skip_background:
+            tissue = slide_tissue(reader, config)
+        masking = tissue if tissue_mask is not None or config is not None else None
+        working = None if tissue is None else TissueMask(tissue.mask, (work.height, work.width))
         step, origin = tile - overlap, -(overlap // 2)
         cores = [(y, x, min(y + chunk, work.height), min(x + chunk, work.width))
                  for y in range(0, work.height, chunk) for x in range(0, work.width, chunk)]
@@ -264,14 +278,17 @@ def segment_slide(segmenter: Any, path: str | Path, *, target_mpp: float | None 
         skipped = 0
         with tile_progress(progress, len(cores), f"{reader.path.name}: chunks") as advance:
             for core in cores:
-                if not _chunk_has_tissue(mask, thumb_scale / to_level0, core):
+                if skip_background and working is not None and not working.any_in(*core):
                     skipped += 1
                 else:
                     _segment_chunk(segmenter, work, core, margin, (origin, step), to_level0,
-                                   reader.mpp, glands, polygons)
+                                   reader.mpp, glands, polygons,
+                                   working if masking is not None else None)
                 advance(1)
+        flag_suspects(glands, reader.mpp)
         result = SlideSegmentation(reader.path, glands, polygons, reader.mpp, level, working_mpp,
-                                   len(cores), skipped, reader.dimensions[0], thumb, thumb_scale)
+                                   len(cores), skipped, reader.dimensions[0], thumb, thumb_scale,
+                                   masking)
     finally:
         reader.close()
     if out_dir is not None:
@@ -281,8 +298,10 @@ def segment_slide(segmenter: Any, path: str | Path, *, target_mpp: float | None 
 
 def _segment_chunk(segmenter: Any, work: _WorkingImage, core: tuple[int, int, int, int],
                    margin: int, grid: tuple[int, int], to_level0: float, mpp0: float,
-                   glands: list[dict[str, Any]], polygons: dict[int, dict[str, Any]]) -> None:
+                   glands: list[dict[str, Any]], polygons: dict[int, dict[str, Any]],
+                   tissue: TissueMask | None = None) -> None:
     from .export import gland_polygons
+    from .segmenter import mask_outside
 
     cy0, cx0, cy1, cx1 = core
     ry0, rx0 = max(cy0 - margin, 0), max(cx0 - margin, 0)
@@ -297,6 +316,8 @@ def _segment_chunk(segmenter: Any, work: _WorkingImage, core: tuple[int, int, in
     maps, _ = segmenter.predict_maps(
         context, grid=TileGrid(ys - ry0, xs - rx0, tile),
         window=(ry0 - qy0, rx0 - qx0, ry1 - ry0, rx1 - rx0), progress=False)
+    if tissue is not None:
+        mask_outside(maps, tissue, ry0, rx0)
     labels = label_glands(maps, segmenter.postprocess)
     del maps
     image = context[ry0 - qy0:ry1 - qy0, rx0 - qx0:rx1 - qx0]
@@ -328,14 +349,21 @@ def _edge_ids(labels: np.ndarray, inner: tuple[bool, bool, bool, bool]) -> set[i
 
 
 def write_slide_outputs(result: SlideSegmentation, out_dir: str | Path,
-                        formats: tuple[str, ...] = ("geojson", "csv", "overlay"),
+                        formats: tuple[str, ...] = ("geojson", "csv", "overlay", "tissue"),
                         name: str | None = None) -> list[Path]:
-    """Write ``NAME.geojson``, ``NAME_glands.csv`` and a thumbnail ``NAME_overlay.png`` (NAME
-    defaults to the slide's file stem)."""
-    from .export import geojson_features, gland_columns, output_paths, write_csv, write_geojson
+    """Write ``NAME.geojson``, ``NAME_glands.csv``, a thumbnail ``NAME_overlay.png`` and the
+    tissue mask used, ``NAME_tissue.png`` (NAME defaults to the slide's file stem)."""
+    from .export import (
+        geojson_features,
+        gland_columns,
+        output_paths,
+        write_csv,
+        write_geojson,
+        write_tissue,
+    )
 
     name = name or result.path.stem
-    paths = output_paths(out_dir, name, [f for f in formats if f != "labels"])
+    paths = output_paths(out_dir, name, [f for f in formats if f not in ("labels", "tissue")])
     if "geojson" in paths:
         write_geojson(paths["geojson"], geojson_features(result.polygons, result.glands))
     if "csv" in paths:
@@ -344,6 +372,9 @@ def write_slide_outputs(result: SlideSegmentation, out_dir: str | Path,
         from .._io import write_png
 
         write_png(paths["overlay"], thumbnail_overlay(result))
+    if "tissue" in formats and result.tissue is not None:
+        paths["tissue"] = output_paths(out_dir, name, ["tissue"])["tissue"]
+        write_tissue(paths["tissue"], result.tissue.mask)
     return list(paths.values())
 
 
