@@ -118,7 +118,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         if cluster is not None:
             spec = {"model": model, "width": width, "weights": weights, "device": device,
                     "batch_size": batch_size, "tta": tta, "precision": precision,
-                    "postprocess": tuned}
+                    "postprocess": tuned, "tissue": tissue}
             _segment_cohort(inputs, out, spec, chosen, mpp, overwrite, quiet, cluster,
                             workers=workers, jobs=jobs, queue=queue, cores=cores,
                             memory=memory, walltime=walltime)
