@@ -242,7 +242,6 @@ def test_cli_existing_scheduler_corrupt_slide_fails_alone(slides, tiny_weights, 
                                client.scheduler.address)
 
 
-@pytest.mark.slow
 def test_cli_local_cluster_corrupt_slide_fails_alone(slides, tiny_weights, tmp_path, capsys):
     run_cli_with_corrupt_slide(slides, tiny_weights, tmp_path, capsys, "--cluster", "local",
                                "--workers", "2")
