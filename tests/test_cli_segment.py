@@ -242,7 +242,8 @@ def test_bad_options_are_one_line_errors(inputs, tmp_path, weights, capsys):
     assert run(str(inputs), "--out", out, "--weights", weights, "--formats", "labels,pdf") == 1
     assert "--formats" in capsys.readouterr().err
     assert run(str(inputs), "--out", out, "--weights", "nosuch") == 1
-    assert "no pretrained weights micronet508.nosuch" in capsys.readouterr().err
+    assert "no pretrained weights nosuch; shipped weights: micronet252.glas_w025" in \
+        capsys.readouterr().err
     assert run(str(inputs), "--out", out, "--weights", str(tmp_path / "nope.safetensors")) == 1
 
 

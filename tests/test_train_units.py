@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -80,13 +81,13 @@ def test_override_errors():
 
 def test_every_bad_value_is_reported_at_once(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("schedule:\n  optimizer: adamw\n  batch_size: 0\n"
+    bad.write_text("schedule:\n  optimizer: rmsprop\n  batch_size: 0\n"
                    "run:\n  best_metric: loss\n  device: gpu\ndata:\n  val_fraction: 1.5\n")
     with pytest.raises(MicronetError) as err:
         load_config(bad)
     message = str(err.value)
     assert message.startswith(f"{bad}: ") and "\n" not in message
-    for part in ("schedule.optimizer='adamw': expected adam, sgd",
+    for part in ("schedule.optimizer='rmsprop': expected adam, adamw, sgd",
                  "schedule.batch_size=0: must be >= 1", "run.best_metric='loss'",
                  "run.device='gpu'", "data.val_fraction=1.5"):
         assert part in message
@@ -146,4 +147,6 @@ def test_out_of_disk_on_checkpoint_is_a_clear_error(tmp_path, monkeypatch):
 def test_recorded_run_configs_still_load(path):
     """The configs in training_runs/ are documentation users rerun: they must stay valid."""
     config = load_config(path)
-    assert config.model.name == "micronet508" and config.schedule.epochs > 0
+    recorded = json.loads((path.parent / "config.json").read_text())
+    assert config.model.name == recorded["model"]["name"] and config.schedule.epochs > 0
+    assert config.data.mpp == recorded["data"].get("mpp", 0.0)

@@ -60,7 +60,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     def segment_cmd(
         inputs: list[str] = typer.Argument(..., help="Images, slides, folders or globs."),
         out: Path = typer.Option(..., "--out", "-o", file_okay=False, help="Output folder."),
-        model: str = model_option(),
+        model: str | None = model_option(None),
         width: float = width_option(),
         weights: str = weights_option(),
         device: str = device_option(),
@@ -73,6 +73,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         precision: str = precision_option(),
         postprocess: Path = postprocess_option(),
         overwrite: bool = typer.Option(False, "--overwrite", help="Redo existing outputs."),
+        grade: bool = typer.Option(False, "--grade", help="Add p_malignant and GlaS grade "
+                                   "(see `micronet grade`) to summary.csv."),
         quiet: bool = quiet_option(),
         tissue_mask: Path = typer.Option(
             None, "--tissue-mask", dir_okay=False,
@@ -100,8 +102,9 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                                  "cluster", help="SLURM jobs (workers) to submit."),
     ) -> None:
         """Segment glands: NAME_labels.png, NAME_overlay.png, NAME.geojson, NAME_glands.csv,
-        and summary.csv (one row per input ever segmented into OUT). Inputs already segmented
-        into OUT, unchanged and with the same settings, are skipped."""
+        NAME_tissue.png (the tissue mask used), and summary.csv (one row per input ever
+        segmented into OUT). Inputs already segmented into OUT, unchanged and with the same
+        settings, are skipped."""
         from .._console import make_progress
         from ..infer import Segmenter
         from ..infer.batch import gather_inputs, segment_files
@@ -116,6 +119,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         if no_tissue_mask:  # no mask, no NAME_tissue.png
             chosen = tuple(f for f in chosen if f != "tissue")
         if cluster is not None:
+            if grade:
+                raise MicronetError("--grade: not available with --cluster yet")
             spec = {"model": model, "width": width, "weights": weights, "device": device,
                     "batch_size": batch_size, "tta": tta, "precision": precision,
                     "postprocess": tuned, "tissue": tissue}
@@ -123,6 +128,11 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                             workers=workers, jobs=jobs, queue=queue, cores=cores,
                             memory=memory, walltime=walltime)
             return
+        grader = None
+        if grade:
+            from ..grade import load_grader
+
+            grader = load_grader()
         files, bad = gather_inputs(inputs, out)  # the missing ones get summary rows
         for line in bad:
             console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
@@ -133,7 +143,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                                   postprocess=tuned, tissue=tissue)
             with make_progress(False if quiet else None) as progress:
                 errors += segment_files(files, out, segmenter, chosen, mpp, overwrite, progress,
-                                        echo=typer.echo)
+                                        echo=typer.echo, grader=grader)
         if errors:
             raise MicronetError(f"{len(errors)} of {len(files) + len(bad)} input(s) failed "
                                 "(see the lines above)")

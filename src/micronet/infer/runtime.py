@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from .._device import cpu_has_native_bf16, resolve_device, resolve_precision
@@ -127,23 +126,9 @@ def card_of(module: nn.Module) -> WeightsCard:
                        num_classes=int(getattr(module, "num_classes", 3)))
 
 
-def tta_transforms(n: int) -> list[tuple[int, bool]]:
-    """Dihedral test-time transforms as ``(quarter turns, horizontal flip)``: 1, 4 or 8 of them."""
+def tta_transforms(n: int) -> list[int]:
+    """Dihedral test-time transforms as group elements of :func:`micronet.data.augment.dihedral`
+    (the training augmentation's): 1 (identity), 4 (rotations) or 8 (rotations and flips)."""
     if n not in (1, 4, 8):
         raise ValueError(f"test-time augmentation uses 1, 4 or 8 transforms, not {n}")
-    turns = [(k, False) for k in range(4)] if n >= 4 else [(0, False)]
-    return turns + [(k, True) for k in range(4)] if n == 8 else turns
-
-
-def apply_transform(x: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
-    """Flip (last axis) then rotate a ``(B, C, H, W)`` batch."""
-    if flip:
-        x = x.flip(-1)
-    return torch.rot90(x, turns, dims=(-2, -1)) if turns else x
-
-
-def invert_transform(y: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
-    """Undo :func:`apply_transform`."""
-    if turns:
-        y = torch.rot90(y, -turns, dims=(-2, -1))
-    return y.flip(-1) if flip else y
+    return list(range(n))

@@ -9,12 +9,13 @@ strip by strip into a compact ``uint8`` gland/contour map, and turned into gland
 (:mod:`micronet.infer.postprocess`). Memory beyond the outputs is one strip of tiles, so a
 10,000×10,000 image runs in well under 4 GB.
 
-Resolution: the weights were trained at ``info.mpp`` µm/px (0.62 for GlaS, 20×). When
-``predict(mpp=...)`` says the image's µm/px differs from that by more than 10 %, the image is
-resized to the model's resolution (area interpolation when shrinking, bilinear when enlarging),
-segmented there, and the labels are resized back with nearest-neighbour (probabilities
-bilinearly), so outputs always match the input's size. Without ``mpp`` the image is assumed to
-be at the model's resolution.
+Resolution: the weights were trained at ``info.mpp`` µm/px (0.62 for GlaS at 20×; a model
+trained at half resolution works at 1.24). An image whose µm/px (``predict(mpp=...)``; without it,
+``info.input_mpp``, the resolution of the data the weights were trained from) differs from that
+by more than 10 % is resized to the model's resolution (area interpolation when shrinking,
+bilinear when enlarging) and segmented there; the class probabilities are resized back to the
+input's size bilinearly *before* instance labelling, so outputs always match the input's size and
+post-processing sizes are in input pixels.
 """
 
 from __future__ import annotations
@@ -29,12 +30,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.augment import dihedral, dihedral_inverse
 from ..errors import InputError, MicronetError
 from ..models.card import MPP_TOLERANCE
 from .postprocess import ClassMaps, PostprocessConfig, label_glands, measure_glands, quantize
 from .runtime import (
-    apply_transform,
-    invert_transform,
     resolve_device,
     resolve_model,
     resolve_precision,
@@ -108,7 +108,8 @@ class Segmenter:
     """Micro-Net inference: tiling, blending, test-time augmentation and gland post-processing.
 
     Args:
-        model: architecture name (``"micronet508"``) or an already-built ``nn.Module`` with an
+        model: architecture name (``"micronet508"``; ``None``: the shipped weights' own, or
+            micronet508 without weights) or an already-built ``nn.Module`` with an
             ``input_size`` attribute returning ``(B, 3, S, S)`` logits in eval mode. A passed
             module is used as it is, not copied: it moves to ``device`` (and channels_last)
             in place, so a large model never exists twice in memory.
@@ -130,7 +131,7 @@ class Segmenter:
             pen ink never become glands.
     """
 
-    def __init__(self, model: str | nn.Module = "micronet508", width: float | None = None,
+    def __init__(self, model: str | nn.Module | None = None, width: float | None = None,
                  weights: str | Path | None = None, device: str | torch.device = "auto",
                  postprocess: PostprocessConfig | Mapping[str, Any] | None = None,
                  batch_size: int = 4, tta: bool | int = False, precision: str = "auto",
@@ -169,9 +170,9 @@ class Segmenter:
 
     @classmethod
     def from_pretrained(cls, name: str, **kwargs: Any) -> Segmenter:
-        """Shipped weights by name: ``"glas"`` or ``"micronet508.glas_w025"``."""
-        arch, tag = name.split(".", 1) if "." in name else (kwargs.pop("model", "micronet508"),
-                                                            name)
+        """Shipped weights by name: ``"glas"`` (the recommended GlaS weights, whatever their
+        architecture) or ``"micronet252.glas_w025"``."""
+        arch, tag = name.split(".", 1) if "." in name else (kwargs.pop("model", None), name)
         return cls(model=arch, weights=tag, **kwargs)
 
     @property
@@ -197,9 +198,9 @@ class Segmenter:
         total = None
         with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
                             enabled=self.autocast_dtype is not None):
-            for turns, flip in self.transforms:
-                logits = self.model(apply_transform(x, turns, flip))
-                prob = invert_transform(torch.softmax(logits.float(), dim=1), turns, flip)
+            for element in self.transforms:
+                logits = self.model(dihedral(x, element))
+                prob = dihedral_inverse(torch.softmax(logits.float(), dim=1), element)
                 total = prob if total is None else total + prob
         assert total is not None
         return (total / len(self.transforms)).cpu().numpy()
@@ -292,24 +293,32 @@ class Segmenter:
         labelling; glands far larger than any training gland are flagged ``suspect``."""
         from .export import flag_suspects
 
-        image, maps, probs, factor, mpp, tissue = inference
+        image, _, probs, factor, mpp, _ = inference
+        maps, tissue = self.labelling_maps(inference)
+        if factor != 1.0 and probs is not None:
+            probs = resize_probabilities(probs, image.shape[:2])
+        labels = label_glands(maps, self.postprocess)
+        glands = measure_glands(labels, image, mpp)
+        flag_suspects(glands, mpp or self.info.input_mpp)
+        return Segmentation(labels, probs, glands, mpp, tissue)
+
+    def labelling_maps(self, inference: Inference) -> tuple[ClassMaps, TissueMask | None]:
+        """The class maps instances are labelled from (what :meth:`finish` and tuning use):
+        brought to the input's size (probabilities before instances, so post-processing sizes
+        are input pixels) and set to background outside tissue; plus the tissue mask used."""
+        image, maps, _, factor, mpp, tissue = inference
+        if factor != 1.0:
+            maps = maps.resized(image.shape[:2])
         if tissue is None and self.tissue is not None:
-            tissue = detect_tissue(image, mpp or self.mpp, self.tissue)
+            tissue = detect_tissue(image, mpp or self.info.input_mpp, self.tissue)
         if tissue is not None:  # the mask covers the image, whatever the maps' pixel grid
             mask_outside(maps, TissueMask(tissue.mask, maps.shape))
-        labels = label_glands(maps, self.postprocess)
-        if factor != 1.0:
-            labels = resize_nearest(labels, image.shape[:2])
-            if probs is not None:
-                probs = resize_probabilities(probs, image.shape[:2])
-        glands = measure_glands(labels, image, mpp)
-        flag_suspects(glands, mpp or self.mpp)
-        return Segmentation(labels, probs, glands, mpp, tissue)
+        return maps, tissue
 
     def resample_factor(self, mpp: float | None) -> float:
         """Scale from the image to the model's resolution (1.0 within the 10 % tolerance)."""
         if mpp is None:
-            return 1.0
+            mpp = self.info.input_mpp
         if not mpp > 0:
             raise InputError(f"mpp must be a positive number of µm per pixel, got {mpp}")
         ratio = mpp / self.mpp
@@ -361,17 +370,6 @@ def resize_image(image: np.ndarray, factor: float) -> np.ndarray:
     size = (max(1, round(w * factor)), max(1, round(h * factor)))
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA if factor < 1
                       else cv2.INTER_LINEAR)
-
-
-def _nearest_index(n_out: int, n_in: int) -> np.ndarray:
-    return np.minimum(((np.arange(n_out) + 0.5) * n_in / n_out).astype(np.int64), n_in - 1)
-
-
-def resize_nearest(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of a label map to ``shape`` (ids are kept, never blended)."""
-    rows = _nearest_index(shape[0], labels.shape[0])
-    cols = _nearest_index(shape[1], labels.shape[1])
-    return labels[rows][:, cols]
 
 
 def resize_probabilities(probs: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -109,6 +109,7 @@ def tune_on_images(segmenter: Any, images: Sequence[np.ndarray], labels: Sequenc
 
     Returns ``(best, table)`` as :func:`tune_postprocess` does.
     """
-    maps = [segmenter.predict_maps(image, progress=False)[0] for image in images]
+    maps = [segmenter.labelling_maps(segmenter.infer(image, progress=False))[0]
+            for image in images]
     return tune_postprocess(maps, list(labels), grid or DEFAULT_GRID, base=TUNE_BASE,
                             objective=objective)

@@ -69,7 +69,8 @@ def get_pretrained(arch: str | None, tag: str) -> WeightsCard:
         if arch in (None, card.arch) and tag in (card.tag, card.tag.split("_")[0]):
             return card
     known = ", ".join(list_pretrained()) or "none"
-    raise MicronetError(f"no pretrained weights {arch}.{tag}; shipped weights: {known}")
+    name = f"{arch}.{tag}" if arch else tag
+    raise MicronetError(f"no pretrained weights {name}; shipped weights: {known}")
 
 
 def load_pretrained(model: nn.Module, card: WeightsCard) -> None:

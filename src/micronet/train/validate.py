@@ -55,7 +55,7 @@ def validate(model: torch.nn.Module, images: Sequence[np.ndarray], labels: Seque
     seg = Segmenter(model=model, device=str(device), batch_size=batch_size, postprocess={})
     if mpp is not None:
         seg.info = dataclasses.replace(seg.info, mpp=mpp, input_mpp=image_mpp or mpp)
-    maps = [seg.infer(img, progress=False).maps.resized(img.shape[:2]) for img in images]
+    maps = [seg.labelling_maps(seg.infer(img, progress=False))[0] for img in images]
     model.train(was_training)
     scores = score_split([(gt, label_glands(m, seg.postprocess))
                           for gt, m in zip(labels, maps, strict=True)])
