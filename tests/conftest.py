@@ -73,3 +73,18 @@ def make_synthetic_glands(size: int = 256, seed: int = 0) -> tuple[np.ndarray, n
 def synthetic_glands() -> tuple[np.ndarray, np.ndarray]:
     """(image (256,256,3) uint8, labels (256,256) int32) with five glands, two touching."""
     return make_synthetic_glands()
+
+
+@pytest.fixture(scope="module")
+def pairs_dir(tmp_path_factory) -> Path:
+    """A users'-own-data folder: images/ and labels/ with 4 synthetic 280² pairs."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("pairs")
+    (root / "images").mkdir()
+    (root / "labels").mkdir()
+    for i in range(4):
+        image, labels = make_synthetic_glands(size=280, seed=i)
+        Image.fromarray(image).save(root / "images" / f"img{i}.png")
+        Image.fromarray(labels.astype("uint8")).save(root / "labels" / f"img{i}.png")
+    return root

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from conftest import make_synthetic_glands
 from micronet.data.augment import (
@@ -126,18 +124,6 @@ def test_glass_draws_only_when_enabled() -> None:
     assert draw_params(2, (64, 64), 32, AugmentConfig(), gen).glass is None
     params = draw_params(50, (64, 64), 32, AugmentConfig(glass_p=0.5), gen)
     assert params.glass is not None and 0 < params.glass[:, 0].sum() < 50
-
-
-@pytest.fixture(scope="module")
-def pairs_dir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("recipe_pairs")
-    (root / "images").mkdir()
-    (root / "labels").mkdir()
-    for i in range(4):
-        image, labels = make_synthetic_glands(size=280, seed=i)
-        Image.fromarray(image).save(root / "images" / f"img{i}.png")
-        Image.fromarray(labels.astype("uint8")).save(root / "labels" / f"img{i}.png")
-    return root
 
 
 def test_recipe_trains_on_a_budget_and_records_its_resolution(pairs_dir, tmp_path) -> None:

@@ -12,27 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 
-from conftest import make_synthetic_glands
 from micronet.errors import MicronetError
 from micronet.infer import PostprocessConfig, Segmenter
 from micronet.models.weights_io import load_weights
 from micronet.train.config import TrainConfig, apply_overrides
 from micronet.train.loop import train
-
-
-@pytest.fixture(scope="module")
-def pairs_dir(tmp_path_factory) -> Path:
-    """A users'-own-data folder: images/ and labels/ with 4 synthetic pairs."""
-    root = tmp_path_factory.mktemp("pairs")
-    (root / "images").mkdir()
-    (root / "labels").mkdir()
-    for i in range(4):
-        image, labels = make_synthetic_glands(size=280, seed=i)
-        Image.fromarray(image).save(root / "images" / f"img{i}.png")
-        Image.fromarray(labels.astype("uint8")).save(root / "labels" / f"img{i}.png")
-    return root
 
 
 def tiny_config(data: Path, out: Path, **extra: str) -> TrainConfig:

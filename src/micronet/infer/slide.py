@@ -95,27 +95,29 @@ class SlideReader:
         return np.ascontiguousarray(arr[..., :3])
 
     def thumbnail(self, max_size: int = 2048) -> tuple[np.ndarray, float]:
-        """The coarsest level shrunk to at most ``max_size`` px, and its level-0 px per px.
-
-        Read in strips, so a slide without a real pyramid never loads its full level at once.
-        """
-        import cv2
-
+        """The coarsest level shrunk to at most ``max_size`` px, and its level-0 px per px."""
         level = len(self.dimensions) - 1
         w, h = self.dimensions[level]
-        f = min(1.0, max_size / max(w, h))
-        out_w = max(1, round(w * f))
-        strip = max(1, int(round(1 / f))) * 256
+        image = self.read_scaled(level, min(1.0, max_size / max(w, h)))
+        return image, self.downsamples[level] * w / image.shape[1]
+
+    def read_scaled(self, level: int, factor: float) -> np.ndarray:
+        """The whole of ``level`` resized by ``factor`` <= 1 (area interpolation). Read in
+        strips, so a slide without a real pyramid never loads its full level at once."""
+        import cv2
+
+        w, h = self.dimensions[level]
+        out_w = max(1, round(w * factor))
+        strip = max(1, int(round(1 / factor))) * 256
         parts = []
         for y in range(0, h, strip):
             rows = min(strip, h - y)
             part = self.read(level, 0, y, w, rows)
-            if f < 1:
-                part = cv2.resize(part, (out_w, max(1, round(rows * f))),
+            if factor < 1:
+                part = cv2.resize(part, (out_w, max(1, round(rows * factor))),
                                   interpolation=cv2.INTER_AREA)
             parts.append(part)
-        image = np.concatenate(parts, axis=0)
-        return image, self.downsamples[level] * w / image.shape[1]
+        return np.concatenate(parts, axis=0)
 
     def close(self) -> None:
         """Release the file."""

@@ -222,26 +222,13 @@ def slide_tissue(reader: Any, config: TissueConfig | None = None,
     """Tissue of a whole slide (a :class:`~micronet.infer.slide.SlideReader`), in level-0
     coordinates: the pyramid level just finer than ``config.mpp`` is read in strips and shrunk
     to it (or coarser, so the mask's longer side stays within ``max_side``)."""
-    import cv2
-
     cfg = config or TissueConfig()
     w0, h0 = reader.dimensions[0]
     target = max(cfg.mpp, reader.mpp * max(w0, h0) / max_side)
     finer = [lv for lv in range(len(reader.dimensions)) if reader.level_mpp(lv) <= target]
     level = max(finer, key=reader.level_mpp) if finer else 0
     w, h = reader.dimensions[level]
-    f = min(1.0, reader.level_mpp(level) / target)
-    out_w = max(1, round(w * f))
-    strip = max(1, int(round(1 / f))) * 256
-    parts = []
-    for y in range(0, h, strip):
-        rows = min(strip, h - y)
-        part = reader.read(level, 0, y, w, rows)
-        if f < 1:
-            part = cv2.resize(part, (out_w, max(1, round(rows * f))),
-                              interpolation=cv2.INTER_AREA)
-        parts.append(part)
-    small = np.concatenate(parts, axis=0)
+    small = reader.read_scaled(level, min(1.0, reader.level_mpp(level) / target))
     mpp = reader.level_mpp(level) * w / small.shape[1]
     return TissueMask(detect_tissue(small, mpp, cfg, cut_edges=False).mask, (h0, w0))
 
