@@ -58,7 +58,7 @@ def segmenter_and_identity(weights: str) -> tuple[Any, dict[str, Any]]:
     import torch
 
     from micronet import Segmenter
-    from micronet.models._pretrained import get_pretrained
+    from micronet.models import get_pretrained
 
     torch.set_num_threads(1)
     path = Path(weights)

@@ -42,11 +42,12 @@ import numpy as np
 
 from .._io import atomic_path
 from ..errors import InputError
+from ..models.card import DEFAULT_MPP
 
 __all__ = ["FEATURES", "GLAS_MPP", "image_features", "feature_definitions", "read_feature_table",
            "write_feature_table"]
 
-GLAS_MPP = 0.62  # µm per pixel of GlaS (20x)
+GLAS_MPP = DEFAULT_MPP  # µm per pixel of GlaS (20x): the one constant, in models.card
 MIN_GLAND_UM2 = 100.0  # ~260 px at 0.62 µm/px
 LARGE_GLAND_UM2 = 20000.0  # ~52,000 px at 0.62 µm/px; over 95 % of benign GT glands (train)
 IRREGULAR_SOLIDITY = 0.8
