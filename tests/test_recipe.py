@@ -11,18 +11,11 @@ import pytest
 import torch
 
 from conftest import make_synthetic_glands
-from micronet.data.augment import (
-    AugmentConfig,
-    AugmentParams,
-    apply_params,
-    draw_params,
-    hed_jitter,
-    lay_on_glass,
-)
+from micronet.data.appearance import hed_jitter, lay_on_glass
+from micronet.data.augment import AugmentConfig, AugmentParams, apply_params, draw_params
 from micronet.data.sampling import SamplingConfig, prepare_image
 from micronet.data.targets import CONTOUR, three_class_targets
 from micronet.infer import Segmenter
-from micronet.infer.postprocess import ClassMaps
 from micronet.models.weights_io import load_weights
 from micronet.train.config import TrainConfig, apply_overrides
 from micronet.train.loop import train
@@ -68,7 +61,7 @@ def test_targets_made_at_full_resolution_then_halved_keep_contours() -> None:
     assert (full[2 * ys, 2 * xs] == CONTOUR).all()
 
 
-def _params(batch: int, size: int) -> AugmentParams:
+def _params(batch: int) -> AugmentParams:
     zero = torch.zeros(batch)
     return AugmentParams(offset=torch.zeros(batch, 2, dtype=torch.long), k1=zero, k2=zero,
                          sigma=zero, dihedral=torch.zeros(batch, dtype=torch.long))
@@ -78,8 +71,8 @@ def test_neutral_stain_and_zoom_change_nothing(synthetic_glands) -> None:
     image, labels = synthetic_glands
     img, target, weight = (torch.from_numpy(a)[None] for a in prepare_image(
         image, labels, SamplingConfig(patch_size=256, crop_size=200)))
-    plain = apply_params(img, target, weight, _params(1, 256), 200, 0)
-    params = _params(1, 256)
+    plain = apply_params(img, target, weight, _params(1), 200, 0)
+    params = _params(1)
     params.zoom = torch.ones(1)
     params.stain = torch.tensor([[[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]])
     neutral = apply_params(img, target, weight, params, 200, 0)
@@ -174,7 +167,7 @@ def test_half_size_image_with_its_mpp_segments_like_the_native_one() -> None:
     assert np.array_equal(native.maps.gland, small.maps.gland)
     big = seg.finish(native).labels
     assert big.shape == image.shape[:2]
-    up = ClassMaps(small.maps.gland, small.maps.contour).resized(image.shape[:2])
+    up = small.maps.resized(image.shape[:2])
     assert np.array_equal(up.gland, native.maps.resized(image.shape[:2]).gland)
 
 

@@ -11,11 +11,13 @@ from typing import Any
 
 import typer
 
+from ..infer.runtime import DEFAULT_ARCH
+
 __all__ = ["DEFAULT_MODEL", "DEFAULT_WEIGHTS", "model_option", "weights_option", "width_option",
            "device_option", "quiet_option", "tta_option", "postprocess_option",
            "batch_size_option", "precision_option"]
 
-DEFAULT_MODEL = "micronet508"
+DEFAULT_MODEL = DEFAULT_ARCH  # built when neither --model nor weights name one
 DEFAULT_WEIGHTS = "glas"
 
 

@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import math
 
-from torch import nn
+from torch import Tensor, nn
 
 __all__ = ["ConvTanh", "DeconvTanh", "conv_pair", "scaled", "NORMS", "ACTIVATIONS",
-           "restyle_layers"]
+           "restyle_layers", "call_block"]
 
 #: ``model.norm``: none (the paper) or a normalisation after every conv / deconv of a block.
 NORMS = ("none", "batch", "group", "instance")
 #: ``model.act``: tanh (the paper) or the rectifiers nnU-Net, FullNet and U-Node use.
 ACTIVATIONS = ("tanh", "relu", "leaky_relu")
+
+
+def call_block(block: nn.Module, *inputs: Tensor) -> Tensor:
+    """Run ``block`` on ``inputs``: the default runner of :class:`~micronet.models.encoder.Encoder`
+    and :class:`~micronet.models.decoder.Decoder` (the network passes a checkpointing one)."""
+    return block(*inputs)
 
 
 def scaled(channels: int, width: float) -> int:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from .blocks import ConvTanh, DeconvTanh
+from .blocks import ConvTanh, DeconvTanh, call_block
 
 __all__ = ["DecoderBlock", "Decoder"]
 
@@ -74,9 +74,9 @@ class Decoder(nn.Module):
                 run: Callable[..., Tensor] | None = None) -> list[Tensor]:
         """Return every block's output, deepest first; ``run(block, *inputs)`` calls each
         block (the network passes its gradient-checkpointing runner)."""
+        run = run or call_block
         outs = []
         for block, skip in zip(self.blocks, skips, strict=True):
-            inputs = (x,) if skip is None else (x, skip)
-            x = run(block, *inputs) if run is not None else block(*inputs)
+            x = run(block, x) if skip is None else run(block, x, skip)
             outs.append(x)
         return outs

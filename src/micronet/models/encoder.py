@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .blocks import ConvTanh, conv_pair
+from .blocks import ConvTanh, call_block, conv_pair
 
 __all__ = ["EncoderBlock", "Encoder", "Bottleneck"]
 
@@ -46,10 +46,6 @@ class EncoderBlock(nn.Module):
         return torch.cat([y, self.side(resized)], dim=1)
 
 
-def _call(block: nn.Module, *inputs: Tensor) -> Tensor:
-    return block(*inputs)
-
-
 class Encoder(nn.Module):
     """B1–B4: four encoder blocks; returns every block's output for the skip connections."""
 
@@ -69,7 +65,7 @@ class Encoder(nn.Module):
     def forward(self, image: Tensor, run: Callable[..., Tensor] | None = None) -> list[Tensor]:
         """Return ``[B1, B2, B3, B4]`` feature maps; ``run(block, *inputs)`` calls each block
         (the network passes its gradient-checkpointing runner)."""
-        run = run or _call
+        run = run or call_block
         feats = []
         x = image
         for block in self.blocks:

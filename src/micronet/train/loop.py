@@ -45,7 +45,7 @@ class _Clock(NamedTuple):
 
     train_s: float = 0.0
     val_s: float = 0.0
-    validations: float = 0.0
+    validations: int = 0
 
 
 @dataclass
@@ -157,7 +157,8 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
         optimizer.load_state_dict(state["optimizer"])
         step, best = int(state["step"]), float(state["best_score"])
         total_steps = int(state.get("total_steps", total_steps))
-        clock = _Clock(*(float(v) for v in state.get("clock", (0.0, 0.0, 0.0))))
+        train_s, val_s, validations = state.get("clock", (0.0, 0.0, 0))
+        clock = _Clock(float(train_s), float(val_s), int(validations))
         rng = state["rng"][dist.rank] if dist.rank < len(state["rng"]) else state["rng"][0]
         _set_rng_state(rng, generator, device)
 
