@@ -58,6 +58,26 @@ def test_small_objects_are_removed():
     assert kept.max() == 2 and np.sum(kept == 2) == 64
 
 
+def test_rescaled_sizes_keep_the_same_glands_at_half_resolution():
+    """Sizes tuned at one µm/px, labelling at half of it: the rescaled config keeps the glands
+    the original keeps at full size (a 900 px gland stays, a 256 px one goes at min_size 400)."""
+    import cv2
+
+    labels = np.zeros((120, 120), np.int32)
+    labels[10:40, 10:40] = 1  # 900 px
+    labels[70:86, 70:86] = 2  # 256 px
+    cfg = PostprocessConfig(min_size=400, contour_growth=6.0, max_hole_size=50)
+    assert label_glands(one_hot(three_class_targets(labels)), cfg).max() == 1
+    half = cv2.resize(labels, (60, 60), interpolation=cv2.INTER_NEAREST)
+    half_cfg = cfg.rescaled(0.5)
+    assert (half_cfg.min_size, half_cfg.contour_growth, half_cfg.max_hole_size) == (100, 3.0, 12)
+    assert label_glands(one_hot(three_class_targets(half)), cfg).max() == 0  # unscaled: lost
+    assert label_glands(one_hot(three_class_targets(half)), half_cfg).max() == 1
+    assert cfg.rescaled(1.0) is cfg and PostprocessConfig().rescaled(2.0).max_hole_size is None
+    with pytest.raises(ValueError):
+        cfg.rescaled(0)
+
+
 def _ring_gland(size=60, hole=(25, 35)):
     labels = np.zeros((size, size), np.int32)
     labels[10:50, 10:50] = 1

@@ -35,7 +35,8 @@ _BLOCK_ROWS = 1024  # row block for element-wise passes over large maps
 
 @dataclass(frozen=True)
 class PostprocessConfig:
-    """Post-processing parameters (probabilities in 0..1, sizes in pixels at the model's mpp).
+    """Post-processing parameters (probabilities in 0..1; sizes in pixels at the µm/px they were
+    tuned at, the weights' ``input_mpp``: :meth:`rescaled` converts them).
 
     Attributes:
         threshold: a pixel seeds a gland when ``p_gland − p_contour`` exceeds this.
@@ -67,6 +68,21 @@ class PostprocessConfig:
                              f"{self.foreground_threshold}")
         if self.contour_growth < 0 or self.min_size < 0:
             raise ValueError("contour_growth and min_size must be >= 0")
+
+    def rescaled(self, factor: float) -> PostprocessConfig:
+        """The same physical sizes in pixels ``factor`` times as large (lengths × factor, areas ×
+        factor²): sizes are tuned at one µm/px and labelling may run at another
+        (``factor = tuned_mpp / labelling_mpp``)."""
+        if not factor > 0:
+            raise ValueError(f"scale factor must be > 0, got {factor}")
+        if factor == 1.0:
+            return self
+        area = factor * factor
+        return dataclasses.replace(
+            self, contour_growth=self.contour_growth * factor,
+            min_size=int(round(self.min_size * area)),
+            max_hole_size=None if self.max_hole_size is None
+            else int(round(self.max_hole_size * area)))
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> PostprocessConfig:
@@ -101,7 +117,8 @@ class ClassMaps(NamedTuple):
     @property
     def shape(self) -> tuple[int, int]:
         """``(H, W)``."""
-        return self.gland.shape  # type: ignore[return-value]
+        height, width = self.gland.shape
+        return height, width
 
     def resized(self, shape: tuple[int, int]) -> ClassMaps:
         """Bilinear resize to ``shape`` ``(H, W)``: maps from a model working at another µm/px
