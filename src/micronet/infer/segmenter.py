@@ -20,11 +20,10 @@ post-processing sizes are in input pixels.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -40,10 +39,15 @@ from .runtime import (
     resolve_precision,
     tta_transforms,
 )
+from .shared import mask_outside, tile_progress
 from .tiling import StripBlender, TileGrid, default_overlap, read_tile
 from .tissue import TissueConfig, TissueMask, detect_tissue
 
+if TYPE_CHECKING:
+    from .slide import SlideSegmentation
+
 __all__ = ["Segmenter", "Segmentation", "Inference"]
+
 
 class Inference(NamedTuple):
     """:meth:`Segmenter.infer`'s output: class maps at the model's resolution, to finish."""
@@ -84,26 +88,6 @@ class Segmentation:
         return [dict(row) for row in self.glands]
 
 
-@contextlib.contextmanager
-def tile_progress(progress: Any, total: int, description: str) -> Iterator[Callable[[int], None]]:
-    """Yield ``advance(n)`` for a tile bar: ``progress`` is a rich ``Progress`` to add a task to,
-    or ``True``/``False``/``None`` (auto: shown on a TTY) for a bar of its own."""
-    from rich.progress import Progress
-
-    from .._console import make_progress
-
-    if isinstance(progress, Progress):
-        task = progress.add_task(description, total=total)
-        try:
-            yield lambda n: progress.advance(task, n)
-        finally:
-            progress.remove_task(task)
-        return
-    with make_progress(progress) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
-
-
 class Segmenter:
     """Micro-Net inference: tiling, blending, test-time augmentation and gland post-processing.
 
@@ -138,15 +122,15 @@ class Segmenter:
                  overlap: int | None = None,
                  tissue: bool | TissueConfig | np.ndarray = True) -> None:
         self.model, self.info = resolve_model(model, width, weights)
-        self.tissue_mask = None if not isinstance(tissue, np.ndarray) else _user_mask(tissue)
-        self.tissue = None if self.tissue_mask is not None else (
-            (TissueConfig() if tissue is True else tissue) or None)
+        self.tissue_mask = _user_mask(tissue) if isinstance(tissue, np.ndarray) else None
+        self.tissue = tissue if isinstance(tissue, TissueConfig) else (
+            TissueConfig() if tissue is True else None)
         self.device = resolve_device(device)
         self.autocast_dtype = resolve_precision(precision, self.device)
         self.channels_last = self.device.type == "cuda" or torch.backends.mkldnn.is_available()
         self.model.to(self.device)
         if self.channels_last:
-            self.model.to(memory_format=torch.channels_last)
+            self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         tile = getattr(self.model, "input_size", None)
         if not isinstance(tile, int) or tile < 2:
             raise ValueError("the model needs an integer `input_size` (its square tile size)")
@@ -324,22 +308,11 @@ class Segmenter:
         ratio = mpp / self.mpp
         return 1.0 if abs(ratio - 1.0) <= MPP_TOLERANCE else ratio
 
-    def predict_slide(self, path: str | Path, **kwargs: Any) -> Any:
+    def predict_slide(self, path: str | Path, **kwargs: Any) -> SlideSegmentation:
         """Segment a whole-slide image; see :func:`micronet.infer.slide.segment_slide`."""
         from .slide import segment_slide
 
         return segment_slide(self, path, **kwargs)
-
-
-def mask_outside(maps: ClassMaps, tissue: TissueMask, y0: int = 0, x0: int = 0,
-                 block: int = 1024) -> None:
-    """Set gland and contour probabilities to 0 (in place) outside ``tissue``; the maps cover
-    the image window at ``(y0, x0)``. Row blocks keep the resized mask small."""
-    h, w = maps.shape
-    for r in range(0, h, block):
-        outside = ~tissue.region(y0 + r, x0, min(block, h - r), w)
-        maps.gland[r:r + block][outside] = 0
-        maps.contour[r:r + block][outside] = 0
 
 
 def _user_mask(mask: Any) -> np.ndarray:

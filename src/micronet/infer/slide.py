@@ -25,135 +25,24 @@ training gland are flagged ``suspect`` (:func:`micronet.infer.export.flag_suspec
 
 from __future__ import annotations
 
-import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
-from ..models.card import MPP_TOLERANCE
 from .postprocess import label_glands, measure_glands
+from .shared import ChunkSegmenter, mask_outside, tile_progress
+from .slide_io import SLIDE_SUFFIXES, SlideReader, WorkingImage, choose_level, write_slide
 from .tiling import TileGrid, aligned_starts
 from .tissue import TissueMask, slide_tissue
 
-__all__ = ["SlideReader", "SlideSegmentation", "segment_slide", "choose_level", "write_slide"]
+__all__ = ["SLIDE_SUFFIXES", "DEFAULT_CHUNK", "SlideReader", "SlideSegmentation", "SlidePlan",
+           "ChunkGlands", "segment_slide", "plan_slide", "segment_chunk", "merge_chunks",
+           "choose_level", "write_slide", "write_slide_outputs", "thumbnail_overlay"]
 
-SLIDE_SUFFIXES = {".svs", ".ndpi", ".scn", ".mrxs", ".vms", ".vmu", ".bif", ".svslide"}
-
-
-class SlideReader:
-    """RGB regions of a pyramidal slide through tiffslide (OpenSlide when tiffslide fails)."""
-
-    def __init__(self, path: str | Path, mpp: float | None = None) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise InputError(f"{self.path}: slide file not found")
-        self._slide, prefix = self._open()
-        props = self._slide.properties
-        found = props.get(f"{prefix}.mpp-x")
-        if mpp is not None:
-            if not mpp > 0:
-                raise InputError(f"{self.path}: mpp must be positive, got {mpp}")
-            self.mpp = float(mpp)
-        elif found not in (None, "", 0):
-            self.mpp = float(found)
-        else:
-            raise InputError(f"{self.path}: no µm/px in the slide's metadata; give the level-0 "
-                             "resolution with --mpp (e.g. 0.25 for 40x, 0.5 for 20x)")
-        self.dimensions = [tuple(int(v) for v in d) for d in self._slide.level_dimensions]
-        self.downsamples = [float(d) for d in self._slide.level_downsamples]
-
-    def _open(self) -> tuple[Any, str]:
-        try:
-            import tiffslide
-
-            return tiffslide.TiffSlide(str(self.path)), "tiffslide"
-        except Exception as exc:
-            try:
-                import openslide
-            except ImportError:
-                raise InputError(f"{self.path}: not a readable slide ({exc})") from None
-            try:
-                return openslide.OpenSlide(str(self.path)), "openslide"
-            except Exception as exc2:
-                raise InputError(f"{self.path}: not a readable slide ({exc2})") from None
-
-    def level_mpp(self, level: int) -> float:
-        """µm per pixel of a pyramid level."""
-        return self.mpp * self.downsamples[level]
-
-    def read(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
-        """``(height, width, 3) uint8`` at level coordinates; must lie inside the level."""
-        ds = self.downsamples[level]
-        region = self._slide.read_region((round(x * ds), round(y * ds)), level, (width, height))
-        arr = np.asarray(region)
-        if arr.ndim == 3 and arr.shape[2] == 4:  # OpenSlide RGBA: transparent = white glass
-            alpha = arr[..., 3:4].astype(np.float32) / 255
-            arr = (arr[..., :3] * alpha + 255 * (1 - alpha)).astype(np.uint8)
-        return np.ascontiguousarray(arr[..., :3])
-
-    def thumbnail(self, max_size: int = 2048) -> tuple[np.ndarray, float]:
-        """The coarsest level shrunk to at most ``max_size`` px, and its level-0 px per px."""
-        level = len(self.dimensions) - 1
-        w, h = self.dimensions[level]
-        image = self.read_scaled(level, min(1.0, max_size / max(w, h)))
-        return image, self.downsamples[level] * w / image.shape[1]
-
-    def read_scaled(self, level: int, factor: float) -> np.ndarray:
-        """The whole of ``level`` resized by ``factor`` <= 1 (area interpolation). Read in
-        strips, so a slide without a real pyramid never loads its full level at once."""
-        import cv2
-
-        w, h = self.dimensions[level]
-        out_w = max(1, round(w * factor))
-        strip = max(1, int(round(1 / factor))) * 256
-        parts = []
-        for y in range(0, h, strip):
-            rows = min(strip, h - y)
-            part = self.read(level, 0, y, w, rows)
-            if factor < 1:
-                part = cv2.resize(part, (out_w, max(1, round(rows * factor))),
-                                  interpolation=cv2.INTER_AREA)
-            parts.append(part)
-        return np.concatenate(parts, axis=0)
-
-    def close(self) -> None:
-        """Release the file."""
-        self._slide.close()
-
-
-def write_slide(path: str | Path, image: np.ndarray, mpp: float,
-                downsamples: tuple[int, ...] = (4, 16), quality: int = 85) -> Path:
-    """Write ``image`` as a tiled, JPEG-compressed pyramidal TIFF (level 0 at ``mpp`` µm/px,
-    reduced levels as SubIFDs) that tiffslide and ``micronet segment`` read as a slide; for
-    the bundled demo slide and slides made of images laid on glass."""
-    import cv2
-    import tifffile
-
-    from .._io import atomic_path
-
-    with atomic_path(path) as tmp, tifffile.TiffWriter(tmp) as tif:
-        for k, ds in enumerate((1, *downsamples)):
-            h, w = image.shape[0] // ds, image.shape[1] // ds
-            level = image if ds == 1 else cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-            tif.write(level, tile=(256, 256), photometric="rgb", compression="jpeg",
-                      compressionargs={"level": quality},
-                      subifds=len(downsamples) if k == 0 else None, subfiletype=1 if k else 0,
-                      resolution=(1e4 / (mpp * ds), 1e4 / (mpp * ds)),
-                      resolutionunit="CENTIMETER")
-    return Path(path)
-
-
-def choose_level(reader: SlideReader, target_mpp: float, tolerance: float = MPP_TOLERANCE
-                 ) -> tuple[int, float]:
-    """The pyramid level to read and the resize factor from it to ``target_mpp`` (1.0 = none)."""
-    ok = [lv for lv in range(len(reader.dimensions))
-          if reader.level_mpp(lv) <= target_mpp * (1 + tolerance)]
-    level = max(ok, key=reader.level_mpp) if ok else 0
-    factor = reader.level_mpp(level) / target_mpp
-    return level, 1.0 if abs(factor - 1.0) <= tolerance else factor
+DEFAULT_CHUNK = 4096  # working px per chunk core
 
 
 @dataclass
@@ -190,46 +79,170 @@ class SlideSegmentation:
         return len(self.glands)
 
 
-class _WorkingImage:
-    """The slide at the working resolution: level ``level`` resized by ``factor``."""
+@dataclass
+class SlidePlan:
+    """How a slide is segmented (:func:`plan_slide`): its working image, chunks and tissue.
+    Everything :func:`segment_chunk` needs besides the segmenter; picklable, so a cluster can
+    run the chunks of one slide on several workers (:mod:`micronet.infer.cohort`).
 
-    def __init__(self, reader: SlideReader, level: int, factor: float) -> None:
-        self.reader, self.level, self.factor = reader, level, factor
-        w, h = reader.dimensions[level]
-        self.level_size = (w, h)
-        self.width, self.height = max(1, round(w * factor)), max(1, round(h * factor))
+    Attributes:
+        path, mpp, dimensions: the slide, its level-0 µm/px and ``(width, height)``.
+        given_mpp: the ``mpp=`` the slide is opened with (``None``: from its metadata).
+        level, factor, working_mpp, size: the pyramid level read, its resize factor, and the
+            working image's µm/px and ``(height, width)``.
+        margin: ring around each core, working px; ``grid``: ``(origin, step)`` of the tile
+            grid of the whole working image.
+        cores: ``(y0, x0, y1, x1)`` per chunk, row by row; ``todo``: the indices of those
+            segmented (the others hold no tissue and are skipped).
+        masking: the tissue mask predictions are masked with (level 0; ``None``: none).
+    """
 
-    def read(self, y0: int, x0: int, height: int, width: int) -> np.ndarray:
-        """Working-frame region (inside the working image)."""
-        if self.factor == 1.0:
-            return self.reader.read(self.level, x0, y0, width, height)
-        import cv2
+    path: Path
+    mpp: float
+    given_mpp: float | None
+    dimensions: tuple[int, int]
+    level: int
+    factor: float
+    working_mpp: float
+    size: tuple[int, int]
+    margin: int
+    grid: tuple[int, int]
+    cores: list[tuple[int, int, int, int]]
+    todo: list[int]
+    masking: TissueMask | None = field(default=None, repr=False)
+    thumbnail: np.ndarray | None = field(default=None, repr=False)
+    thumbnail_scale: float = 1.0
 
-        f = self.factor
-        sigma = max(0.0, (1 / f - 1) / 2)
-        pad = math.ceil(4 * sigma) + 2
-        lw, lh = self.level_size
-        sx0 = max(math.floor((x0 + 0.5) / f - 0.5) - pad, 0)
-        sy0 = max(math.floor((y0 + 0.5) / f - 0.5) - pad, 0)
-        sx1 = min(math.ceil((x0 + width - 0.5) / f - 0.5) + pad + 1, lw)
-        sy1 = min(math.ceil((y0 + height - 0.5) / f - 0.5) + pad + 1, lh)
-        src = self.reader.read(self.level, sx0, sy0, sx1 - sx0, sy1 - sy0)
-        if sigma > 0:
-            src = cv2.GaussianBlur(src, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
-        m = np.array([[1 / f, 0, (x0 + 0.5) / f - 0.5 - sx0],
-                      [0, 1 / f, (y0 + 0.5) / f - 0.5 - sy0]], np.float64)
-        return cv2.warpAffine(src, m, (width, height), flags=cv2.INTER_LINEAR |
-                              cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT_101)
+    @property
+    def to_level0(self) -> float:
+        """Level-0 px per working px."""
+        return self.working_mpp / self.mpp
 
 
-def segment_slide(segmenter: Any, path: str | Path, *, target_mpp: float | None = None,
-                  mpp: float | None = None, chunk: int = 4096, margin: int | None = None,
+@dataclass
+class ChunkGlands:
+    """The glands one chunk keeps (:func:`segment_chunk`): rows with ids local to the chunk,
+    level-0 coordinates, and their GeoJSON polygons in the same order."""
+
+    index: int
+    glands: list[dict[str, Any]]
+    polygons: list[dict[str, Any]]
+
+
+def plan_slide(segmenter: ChunkSegmenter, path: str | Path, *, target_mpp: float | None = None,
+               mpp: float | None = None, chunk: int = DEFAULT_CHUNK, margin: int | None = None,
+               skip_background: bool = True, tissue_mask: np.ndarray | None = None,
+               reader: SlideReader | None = None) -> SlidePlan:
+    """The first step of :func:`segment_slide` (same arguments): the level, chunks, thumbnail
+    and tissue of a slide (``reader``: the slide already open, else it is opened here)."""
+    own = reader is None
+    reader = SlideReader(path, mpp) if reader is None else reader
+    try:
+        target = float(target_mpp or segmenter.mpp)
+        level, factor = choose_level(reader, target)
+        work = WorkingImage(reader, level, factor)
+        tile, overlap = segmenter.tile, segmenter.overlap
+        margin = max(2 * tile if margin is None else margin, tile)
+        thumb, thumb_scale = reader.thumbnail()
+        config = segmenter.tissue
+        if tissue_mask is None:
+            tissue_mask = segmenter.tissue_mask
+        tissue = None
+        if tissue_mask is not None:
+            tissue = TissueMask(np.asarray(tissue_mask) > 0, reader.dimensions[0][::-1])
+        elif config is not None or skip_background:
+            tissue = slide_tissue(reader, config)
+        working = None if tissue is None else TissueMask(tissue.mask, (work.height, work.width))
+        cores = [(y, x, min(y + chunk, work.height), min(x + chunk, work.width))
+                 for y in range(0, work.height, chunk) for x in range(0, work.width, chunk)]
+        todo = [i for i, core in enumerate(cores)
+                if not (skip_background and working is not None and not working.any_in(*core))]
+        masking = tissue if tissue_mask is not None or config is not None else None
+        return SlidePlan(reader.path, reader.mpp, mpp, reader.dimensions[0], level, factor,
+                         reader.level_mpp(level) / factor, (work.height, work.width), margin,
+                         (-(overlap // 2), tile - overlap), cores, todo, masking, thumb,
+                         thumb_scale)
+    finally:
+        if own:
+            reader.close()
+
+
+def segment_chunk(segmenter: ChunkSegmenter, plan: SlidePlan, index: int,
+                  reader: SlideReader | None = None) -> ChunkGlands:
+    """Segment chunk ``index`` of ``plan`` (its core and margin, on the slide's tile grid) and
+    keep the glands whose centroid lies in its core; ``truncated`` marks those touching the
+    margin's outer edge. Opens the slide unless given its ``reader``."""
+    from .export import gland_polygons
+
+    own = reader is None
+    reader = SlideReader(plan.path, plan.given_mpp) if reader is None else reader
+    try:
+        work = WorkingImage(reader, plan.level, plan.factor)
+        height, width = plan.size
+        cy0, cx0, cy1, cx1 = plan.cores[index]
+        ry0, rx0 = max(cy0 - plan.margin, 0), max(cx0 - plan.margin, 0)
+        ry1, rx1 = min(cy1 + plan.margin, height), min(cx1 + plan.margin, width)
+        (origin, step), tile = plan.grid, segmenter.tile
+        ys = aligned_starts(ry0, ry1, origin, step, tile)
+        xs = aligned_starts(rx0, rx1, origin, step, tile)
+        # read everything the tiles need that lies on the slide; beyond it, tiles mirror
+        qy0, qx0 = max(int(ys[0]), 0), max(int(xs[0]), 0)
+        qy1, qx1 = min(int(ys[-1]) + tile, height), min(int(xs[-1]) + tile, width)
+        context = work.read(qy0, qx0, qy1 - qy0, qx1 - qx0)
+    finally:
+        if own:
+            reader.close()
+    maps, _ = segmenter.predict_maps(
+        context, grid=TileGrid(ys - ry0, xs - rx0, tile),
+        window=(ry0 - qy0, rx0 - qx0, ry1 - ry0, rx1 - rx0), progress=False)
+    if plan.masking is not None:
+        mask_outside(maps, TissueMask(plan.masking.mask, plan.size), ry0, rx0)
+    labels = label_glands(maps, segmenter.postprocess)
+    del maps
+    image = context[ry0 - qy0:ry1 - qy0, rx0 - qx0:rx1 - qx0]
+    scale = plan.to_level0
+    offset = (rx0 * scale, ry0 * scale)
+    rows = measure_glands(labels, image, plan.mpp, offset=offset, scale=scale)
+    edges = _edge_ids(labels, (ry0 > 0, rx0 > 0, ry1 < height, rx1 < width))
+    keep = [row for row in rows if cy0 <= row["centroid_y"] / scale < cy1
+            and cx0 <= row["centroid_x"] / scale < cx1]
+    shapes = gland_polygons(labels, offset=offset, scale=scale, ids=[r["id"] for r in keep])
+    return ChunkGlands(index, [{**row, "truncated": row["id"] in edges} for row in keep],
+                       [shapes[row["id"]] for row in keep])
+
+
+def merge_chunks(plan: SlidePlan, chunks: Iterable[ChunkGlands]) -> SlideSegmentation:
+    """The slide's glands from its chunks' (:func:`segment_chunk`, one per ``plan.todo``, in
+    any order): numbered 1.. in chunk order, then flagged ``suspect`` when far too large."""
+    from .export import flag_suspects
+
+    parts = sorted(chunks, key=lambda part: part.index)
+    if [part.index for part in parts] != sorted(plan.todo):
+        raise ValueError(f"{plan.path}: chunks {[p.index for p in parts]} given, the plan "
+                         f"segments {sorted(plan.todo)}")
+    glands: list[dict[str, Any]] = []
+    polygons: dict[int, dict[str, Any]] = {}
+    for part in parts:
+        for row, shape in zip(part.glands, part.polygons, strict=True):
+            gland_id = len(glands) + 1
+            polygons[gland_id] = shape
+            glands.append({**row, "id": gland_id})
+    flag_suspects(glands, plan.mpp)
+    return SlideSegmentation(plan.path, glands, polygons, plan.mpp, plan.level, plan.working_mpp,
+                             len(plan.cores), len(plan.cores) - len(plan.todo), plan.dimensions,
+                             plan.thumbnail, plan.thumbnail_scale, plan.masking)
+
+
+def segment_slide(segmenter: ChunkSegmenter, path: str | Path, *,
+                  target_mpp: float | None = None, mpp: float | None = None,
+                  chunk: int = DEFAULT_CHUNK, margin: int | None = None,
                   skip_background: bool = True, progress: Any = None,
                   out_dir: str | Path | None = None,
                   formats: tuple[str, ...] = ("geojson", "csv", "overlay", "tissue"),
                   name: str | None = None, tissue_mask: np.ndarray | None = None,
                   ) -> SlideSegmentation:
-    """Segment the glands of a whole-slide image (see the module docstring).
+    """Segment the glands of a whole-slide image (see the module docstring): :func:`plan_slide`,
+    :func:`segment_chunk` for each chunk with tissue, :func:`merge_chunks`.
 
     Args:
         segmenter: a :class:`~micronet.infer.Segmenter`.
@@ -241,7 +254,7 @@ def segment_slide(segmenter: Any, path: str | Path, *, target_mpp: float | None 
         skip_background: skip chunks without tissue.
         tissue_mask: your own mask (any size, non-zero = tissue, stretched over the slide)
             instead of the detected one (``segmenter.tissue``; ``None`` there: no masking).
-        progress: progress bar control (see :func:`micronet.infer.segmenter.tile_progress`).
+        progress: progress bar control (see :func:`micronet.infer.shared.tile_progress`).
         out_dir: when given, write ``NAME.geojson``, ``NAME_glands.csv`` and a thumbnail
             ``NAME_overlay.png`` there (``formats`` picks which).
         name: NAME of the outputs (default: the slide's file stem).
@@ -249,95 +262,24 @@ def segment_slide(segmenter: Any, path: str | Path, *, target_mpp: float | None 
     Raises:
         InputError: unreadable slide, or no resolution known.
     """
-    from .export import flag_suspects
-    from .segmenter import tile_progress
-
     reader = SlideReader(path, mpp)
     try:
-        target = float(target_mpp or segmenter.mpp)
-        level, factor = choose_level(reader, target)
-        work = _WorkingImage(reader, level, factor)
-        working_mpp = reader.level_mpp(level) / factor
-        to_level0 = working_mpp / reader.mpp
-        tile, overlap = segmenter.tile, segmenter.overlap
-        margin = max(2 * tile if margin is None else margin, tile)
-        thumb, thumb_scale = reader.thumbnail()
-        config = getattr(segmenter, "tissue", None)
-        if tissue_mask is None:
-            tissue_mask = getattr(segmenter, "tissue_mask", None)
-        tissue = None
-        if tissue_mask is not None:
-            tissue = TissueMask(np.asarray(tissue_mask) > 0, reader.dimensions[0][::-1])
-        elif config is not None or skip_background:
-            tissue = slide_tissue(reader, config)
-        masking = tissue if tissue_mask is not None or config is not None else None
-        working = None if tissue is None else TissueMask(tissue.mask, (work.height, work.width))
-        step, origin = tile - overlap, -(overlap // 2)
-        cores = [(y, x, min(y + chunk, work.height), min(x + chunk, work.width))
-                 for y in range(0, work.height, chunk) for x in range(0, work.width, chunk)]
-        glands: list[dict[str, Any]] = []
-        polygons: dict[int, dict[str, Any]] = {}
-        skipped = 0
-        with tile_progress(progress, len(cores), f"{reader.path.name}: chunks") as advance:
-            for core in cores:
-                if skip_background and working is not None and not working.any_in(*core):
-                    skipped += 1
-                else:
-                    _segment_chunk(segmenter, work, core, margin, (origin, step), to_level0,
-                                   reader.mpp, glands, polygons,
-                                   working if masking is not None else None)
+        plan = plan_slide(segmenter, path, target_mpp=target_mpp, mpp=mpp, chunk=chunk,
+                          margin=margin, skip_background=skip_background,
+                          tissue_mask=tissue_mask, reader=reader)
+        todo = set(plan.todo)
+        parts = []
+        with tile_progress(progress, len(plan.cores), f"{reader.path.name}: chunks") as advance:
+            for index in range(len(plan.cores)):
+                if index in todo:
+                    parts.append(segment_chunk(segmenter, plan, index, reader))
                 advance(1)
-        flag_suspects(glands, reader.mpp)
-        result = SlideSegmentation(reader.path, glands, polygons, reader.mpp, level, working_mpp,
-                                   len(cores), skipped, reader.dimensions[0], thumb, thumb_scale,
-                                   masking)
     finally:
         reader.close()
+    result = merge_chunks(plan, parts)
     if out_dir is not None:
         write_slide_outputs(result, out_dir, formats, name)
     return result
-
-
-def _segment_chunk(segmenter: Any, work: _WorkingImage, core: tuple[int, int, int, int],
-                   margin: int, grid: tuple[int, int], to_level0: float, mpp0: float,
-                   glands: list[dict[str, Any]], polygons: dict[int, dict[str, Any]],
-                   tissue: TissueMask | None = None) -> None:
-    from .export import gland_polygons
-    from .segmenter import mask_outside
-
-    cy0, cx0, cy1, cx1 = core
-    ry0, rx0 = max(cy0 - margin, 0), max(cx0 - margin, 0)
-    ry1, rx1 = min(cy1 + margin, work.height), min(cx1 + margin, work.width)
-    origin, step, tile = grid[0], grid[1], segmenter.tile
-    ys = aligned_starts(ry0, ry1, origin, step, tile)
-    xs = aligned_starts(rx0, rx1, origin, step, tile)
-    # read everything the tiles need that lies on the slide; beyond it, tiles mirror
-    qy0, qx0 = max(int(ys[0]), 0), max(int(xs[0]), 0)
-    qy1, qx1 = min(int(ys[-1]) + tile, work.height), min(int(xs[-1]) + tile, work.width)
-    context = work.read(qy0, qx0, qy1 - qy0, qx1 - qx0)
-    maps, _ = segmenter.predict_maps(
-        context, grid=TileGrid(ys - ry0, xs - rx0, tile),
-        window=(ry0 - qy0, rx0 - qx0, ry1 - ry0, rx1 - rx0), progress=False)
-    if tissue is not None:
-        mask_outside(maps, tissue, ry0, rx0)
-    labels = label_glands(maps, segmenter.postprocess)
-    del maps
-    image = context[ry0 - qy0:ry1 - qy0, rx0 - qx0:rx1 - qx0]
-    offset = (rx0 * to_level0, ry0 * to_level0)
-    rows = measure_glands(labels, image, mpp0, offset=offset, scale=to_level0)
-    edges = _edge_ids(labels, (ry0 > 0, rx0 > 0, ry1 < work.height, rx1 < work.width))
-    keep = []
-    for row in rows:
-        cx, cy = row["centroid_x"] / to_level0, row["centroid_y"] / to_level0
-        if cy0 <= cy < cy1 and cx0 <= cx < cx1:
-            keep.append(row)
-    shapes = gland_polygons(labels, offset=offset, scale=to_level0,
-                            ids=[r["id"] for r in keep])
-    for row in keep:
-        new_id = len(glands) + 1
-        local = row["id"]
-        polygons[new_id] = shapes[local]
-        glands.append({**row, "id": new_id, "truncated": local in edges})
 
 
 def _edge_ids(labels: np.ndarray, inner: tuple[bool, bool, bool, bool]) -> set[int]:
