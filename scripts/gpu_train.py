@@ -26,6 +26,7 @@ import torch
 
 from micronet._device import resolve_precision
 from micronet.models.weights_io import load_weights, save_weights
+from micronet.train.bench import time_steps
 from micronet.train.config import BEST_METRICS, TrainConfig, apply_overrides, load_config
 from micronet.train.data import load_training_data
 from micronet.train.loop import build_model, train
@@ -45,16 +46,7 @@ def step_time(config: TrainConfig, device: torch.device, steps: int = 15) -> flo
         training_step(model, opt, model_input(b.image, True), b.target, b.weight, amp=amp,
                       aux_weight=1.0)
 
-    for _ in range(5):
-        one()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        one()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / steps
+    return time_steps(one, device, steps, warmup=5)[1]
 
 
 def gpu_monitor(path: Path, device: torch.device) -> subprocess.Popen | None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 
@@ -17,7 +19,7 @@ from .._device import resolve_device, resolve_precision
 from ..models import count_flops, create
 from .step import training_step
 
-__all__ = ["StepTiming", "bench_train", "BF16_PEAK_TFLOPS"]
+__all__ = ["StepTiming", "bench_train", "time_steps", "BF16_PEAK_TFLOPS"]
 
 # Dense bf16 tensor-core peaks (TFLOP/s) by device-name fragment, from NVIDIA's data sheets.
 BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0,
@@ -39,17 +41,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time_steps(model, x, target, weight, device, amp, channels_last, steps, warmup, compile_):
-    model = copy.deepcopy(model).train()
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    net = torch.compile(model) if compile_ else model
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+def time_steps(step: Callable[[], object], device: torch.device, steps: int,
+               warmup: int = 1) -> tuple[float, float]:
+    """Run ``step()`` ``warmup`` times, then ``steps`` times, waiting for the device around each
+    phase.
 
-    def step():
-        training_step(net, opt, x, target, weight, amp=amp, aux_weight=1.0)
-
+    Returns:
+        ``(warm-up seconds in all, seconds per steady step)``.
+    """
     _sync(device)
     t0 = time.perf_counter()
     for _ in range(warmup):
@@ -63,9 +62,28 @@ def _time_steps(model, x, target, weight, device, amp, channels_last, steps, war
     return warm, (time.perf_counter() - t0) / steps
 
 
+def _time_steps(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor,
+                weight: torch.Tensor, device: torch.device, amp: torch.dtype | None,
+                channels_last: bool, steps: int, warmup: int,
+                compile_: bool) -> tuple[float, float]:
+    model = copy.deepcopy(model).train()
+    if channels_last:
+        # Module.to takes memory_format at run time; torch's overloads for it omit the keyword
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        x = x.contiguous(memory_format=torch.channels_last)
+    # compiling a Module gives an OptimizedModule (a Module); torch types it as a callable
+    net = cast(torch.nn.Module, torch.compile(model)) if compile_ else model
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def step() -> None:
+        training_step(net, opt, x, target, weight, amp=amp, aux_weight=1.0)
+
+    return time_steps(step, device, steps, warmup)
+
+
 def bench_train(width: float = 0.125, batch_size: int = 2, device: str = "auto",
                 steps: int = 3, warmup: int = 1, compile_: bool = False,
-                model_name: str = "micronet508") -> dict:
+                model_name: str = "micronet508") -> dict[str, Any]:
     """Time naive and optimised training steps; returns figures and the speed-up ratio."""
     dev = resolve_device(device)
     torch.manual_seed(0)
@@ -85,11 +103,12 @@ def bench_train(width: float = 0.125, batch_size: int = 2, device: str = "auto",
         warm, step_s = _time_steps(model, x, target, weight, dev, a, cl, steps,
                                    warmup if not comp else max(warmup, 2), comp)
         timings.append(StepTiming(name, warm, step_s, flops / step_s / 1e12))
-    result = {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-              "threads": torch.get_num_threads(), "model": model_name, "width": width,
-              "batch_size": batch_size, "gflop_per_step": flops / 1e9,
-              "timings": [t.__dict__ for t in timings],
-              "speedup": timings[0].step_s / timings[1].step_s}
+    result: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "threads": torch.get_num_threads(), "model": model_name, "width": width,
+        "batch_size": batch_size, "gflop_per_step": flops / 1e9,
+        "timings": [t.__dict__ for t in timings],
+        "speedup": timings[0].step_s / timings[1].step_s}
     if dev.type == "cuda":
         name = torch.cuda.get_device_name(dev)
         peak = next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
