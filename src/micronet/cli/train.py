@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
 from .._console import console
 from .common import device_option, model_option, quiet_option
-
-if TYPE_CHECKING:
-    from ..train.config import TrainConfig
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
@@ -52,7 +48,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         flags = {"data.root": data, "run.out": out, "model.name": model, "model.width": width,
                  "schedule.epochs": epochs, "run.device": device}
         overrides = [f"{k}={v}" for k, v in flags.items() if v is not None] + list(set_)
-        cfg = _crop_follows_model(apply_overrides(cfg, overrides))
+        cfg = apply_overrides(cfg, overrides)
         result = train(cfg, resume=resume)
         if result.run_dir.exists() and (result.run_dir / "log.jsonl").exists():
             write_summary(result.run_dir, result, cfg.run.best_metric)
@@ -90,17 +86,3 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         if json_out:
             with atomic_path(json_out) as tmp:
                 tmp.write_text(json.dumps(r, indent=1))
-
-
-def _crop_follows_model(cfg: TrainConfig) -> TrainConfig:
-    """``data.crop_size`` left at its default is the model's input size (508 or 252)."""
-    from ..models import input_size
-    from ..train.config import DataConfig, apply_overrides
-
-    try:
-        size = input_size(cfg.model.name)
-    except ValueError:  # unknown architecture: training reports it in one line
-        return cfg
-    if cfg.data.crop_size == DataConfig().crop_size != size:
-        return apply_overrides(cfg, [f"data.crop_size={size}"])
-    return cfg

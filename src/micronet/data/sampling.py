@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..models.micronet import SPEC_508
 from .augment import AugmentConfig, AugmentParams, apply_params, draw_params
 from .targets import DEFAULT_CONTOUR_WIDTH, three_class_targets
 from .weightmap import unet_weight_map
@@ -39,7 +40,8 @@ class SamplingConfig:
 
     Attributes:
         patch_size: patch cut from each image; smaller images are reflect-padded up to it.
-        crop_size: random crop per sample = the model input size (508; 252 for micronet252).
+        crop_size: random crop per sample = the model's input size (default: Micro-Net-508's,
+            from its :data:`~micronet.models.micronet.SPEC_508`).
         contour_width: contour band width of the 3-class target
             (:data:`micronet.data.targets.DEFAULT_CONTOUR_WIDTH`).
         w0, sigma: U-Net border term amplitude and width (paper: 10, 5 px).
@@ -51,7 +53,7 @@ class SamplingConfig:
     """
 
     patch_size: int = 600
-    crop_size: int = 508
+    crop_size: int = SPEC_508.input_size
     contour_width: int = DEFAULT_CONTOUR_WIDTH
     w0: float = 10.0
     sigma: float = 5.0

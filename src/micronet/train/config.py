@@ -11,8 +11,9 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
+from ..data.targets import DEFAULT_CONTOUR_WIDTH
 from ..errors import MicronetError
 from ..infer.runtime import DEFAULT_MPP
 from ..models.blocks import ACTIVATIONS, NORMS
@@ -60,10 +61,10 @@ class DataConfig:
     val_fraction: float = 0.1  # held-out share of the training images, for validation
     val_split: str = "random"  # random | grade (GlaS: each grade held out in proportion)
     patch_size: int = 600  # at the training resolution (data.mpp)
-    crop_size: int = 508  # must equal the model's input size
+    crop_size: int | None = None  # must equal the model's input size (None: that size)
     image_mpp: float = DEFAULT_MPP  # µm/px of the training images (GlaS: 0.62, 20×)
     mpp: float = 0.0  # µm/px to train at (0 = the images' own); 1.24 = GlaS at half size
-    contour_width: int = 0  # 0 = the sampler's documented default
+    contour_width: int = DEFAULT_CONTOUR_WIDTH  # px, contour band of the 3-class target
     w0: float = 10.0  # U-Net weight map border weight
     sigma: float = 5.0  # U-Net weight map border width (px)
     distortion_p: float = 0.5
@@ -145,24 +146,53 @@ class TrainConfig:
         """Plain nested dict (JSON/YAML-safe)."""
         return dataclasses.asdict(self)
 
+    @property
+    def crop_size(self) -> int:
+        """The training crop: ``data.crop_size``, or the model's input size when that is ``None``.
+
+        Raises:
+            MicronetError: ``data.crop_size`` is ``None`` and ``model.name`` is not a known
+                architecture.
+        """
+        if self.data.crop_size is not None:
+            return self.data.crop_size
+        from ..models import input_size
+
+        try:
+            return input_size(self.model.name)
+        except ValueError as exc:
+            raise MicronetError(str(exc)) from None
+
+    def resolved(self) -> TrainConfig:
+        """This config with ``data.crop_size`` filled in (as saved with a run); unchanged while
+        ``model.name`` is unknown (building the model reports that)."""
+        if self.data.crop_size is not None:
+            return self
+        try:
+            crop = self.crop_size
+        except MicronetError:
+            return self
+        return dataclasses.replace(self, data=dataclasses.replace(self.data, crop_size=crop))
+
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> TrainConfig:
         """Build from a nested dict; unknown sections or keys raise ``MicronetError``."""
-        sections = {f.name: f.type for f in dataclasses.fields(cls)}
-        kinds = {"model": ModelConfig, "data": DataConfig, "schedule": ScheduleConfig,
-                 "run": RunConfig}
-        parts = {}
+        parts: dict[str, Any] = {}
         for key, value in (d or {}).items():
-            if key not in sections:
+            if key not in _SECTIONS:
                 raise MicronetError(f"{source}: unknown section {key!r} "
-                                    f"(sections: {', '.join(kinds)})")
-            kind = kinds[key]
+                                    f"(sections: {', '.join(_SECTIONS)})")
+            kind = _SECTIONS[key]
             names = {f.name for f in dataclasses.fields(kind)}
             bad = sorted(set(value or {}) - names)
             if bad:
                 raise MicronetError(f"{source}: unknown key {key}.{bad[0]} "
                                     f"(known: {', '.join(sorted(names))})")
-            parts[key] = kind(**(value or {}))
+            value = dict(value or {})
+            if key == "data" and value.get("contour_width") == 0:
+                # configs saved before the width was explicit wrote 0 for the default width
+                value["contour_width"] = DEFAULT_CONTOUR_WIDTH
+            parts[key] = kind(**value)
         return cls(**parts).validate(source)
 
     def problems(self) -> list[str]:
@@ -173,6 +203,10 @@ class TrainConfig:
         """
         m, d, s, r = self.model, self.data, self.schedule, self.run
         out = []
+        try:
+            crop = self.crop_size
+        except MicronetError:  # unknown architecture: building the model reports it
+            crop = d.crop_size or 0
         for key, allowed in _CHOICES.items():
             section, name = key.split(".")
             value = getattr(getattr(self, section), name)
@@ -185,9 +219,10 @@ class TrainConfig:
             ("model.width", m.width > 0, "must be > 0"),
             ("model.dropout", 0 <= m.dropout < 1, "must be in [0, 1)"),
             ("data.val_fraction", 0 <= d.val_fraction < 1, "must be in [0, 1)"),
-            ("data.patch_size", d.patch_size >= d.crop_size,
-             f"is smaller than data.crop_size={d.crop_size}"),
-            ("data.contour_width", d.contour_width >= 0, "must be >= 0"),
+            ("data.patch_size", d.patch_size >= crop, f"is smaller than data.crop_size={crop}"),
+            ("data.crop_size", d.crop_size is None or d.crop_size >= 1,
+             "must be >= 1 (or unset: the model's input size)"),
+            ("data.contour_width", d.contour_width >= 1, "must be >= 1"),
             ("data.sigma", d.sigma > 0, "must be > 0"),
             ("data.w0", d.w0 >= 0, "must be >= 0"),
             ("data.distortion_p", 0 <= d.distortion_p <= 1, "must be in [0, 1]"),
@@ -240,6 +275,10 @@ class TrainConfig:
             tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
 
+_SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig,
+                              "schedule": ScheduleConfig, "run": RunConfig}
+
+
 def load_config(path: str | Path | None) -> TrainConfig:
     """Read a YAML (.yaml/.yml), TOML (.toml) or JSON config file; ``None`` gives the defaults."""
     if path is None:
@@ -267,6 +306,10 @@ def load_config(path: str | Path | None) -> TrainConfig:
 
 
 def _coerce(value: str, current: Any, key: str) -> Any:
+    if current is None:  # an optional value left unset: typed by its annotation
+        section, name = key.split(".", 1)
+        hint = get_type_hints(_SECTIONS[section])[name]
+        current = next(t for t in get_args(hint) if t is not type(None))()
     if isinstance(current, bool):
         if value.lower() in {"1", "true", "yes", "on"}:
             return True

@@ -45,9 +45,9 @@ def load_training_data(config: TrainConfig, device: torch.device) -> TrainingDat
     items = [full[by_name[n]] for n in train_names]
     augment = AugmentConfig(distort_p=d.distortion_p, blur_p=d.blur_p, zoom=d.zoom,
                             stain_p=d.stain_p, stain_sigma=d.stain_sigma, glass_p=d.glass_p)
-    sampling = SamplingConfig(patch_size=d.patch_size, crop_size=d.crop_size, w0=d.w0,
-                              sigma=d.sigma, augment=augment, scale=d.scale,
-                              **({"contour_width": d.contour_width} if d.contour_width else {}))
+    sampling = SamplingConfig(patch_size=d.patch_size, crop_size=config.crop_size,
+                              contour_width=d.contour_width, w0=d.w0, sigma=d.sigma,
+                              augment=augment, scale=d.scale)
     sampler = PatchSampler([it["image"] for it in items], [it["labels"] for it in items],
                            sampling, device=device, workers=d.workers)
     val_items = [full[by_name[n]] for n in val_names]

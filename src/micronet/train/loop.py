@@ -70,10 +70,10 @@ def build_model(config: TrainConfig) -> torch.nn.Module:
         raise MicronetError(f"model: {exc}") from None
     if config.model.init:
         load_init_weights(model, config.model.init)
-    if config.data.crop_size != model.input_size:
+    if config.data.crop_size not in (None, model.input_size):
         raise MicronetError(f"data.crop_size={config.data.crop_size} but {config.model.name} takes "
                             f"{model.input_size}×{model.input_size} inputs; set data.crop_size="
-                            f"{model.input_size}")
+                            f"{model.input_size} or leave it unset")
     return model
 
 
@@ -116,7 +116,7 @@ def _prepare_run_dir(config: TrainConfig, resume: Path | None, dist: DistInfo) -
 def train(config: TrainConfig, resume: str | Path | None = None,
           progress: bool | None = None) -> TrainResult:
     """Train (or resume) a Micro-Net; returns the run folder and the model."""
-    config.validate()
+    config = config.resolved().validate()
     device = resolve_device(config.run.device)
     dist = init_distributed(device)
     if device.type == "cuda" and dist.enabled:
