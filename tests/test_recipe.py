@@ -193,3 +193,42 @@ def test_norm_and_activation_options_build_and_train_a_step(norm: str, act: str)
     assert all(p.grad is not None for p in model.parameters())
     rebuilt = create("micronet252", width=0.0625, **model.build_kwargs)
     rebuilt.load_state_dict(model.state_dict(), strict=True)  # the recorded settings rebuild it
+
+
+def test_post_processing_sizes_follow_the_resolution_instances_are_labelled_at(
+        tmp_path, monkeypatch) -> None:
+    """Sizes are tuned in pixels at the weights' input µm/px (0.62): an image at 0.62 is labelled
+    with them as they are, one given at 1.24 and every slide chunk (labelled at the network's
+    1.24) with lengths halved and areas quartered (before, slide glands had to be 4× larger)."""
+    import dataclasses
+
+    import cv2
+
+    from micronet.infer import PostprocessConfig
+    from micronet.infer import segmenter as segmenter_module
+    from micronet.infer import slide as slide_module
+    from micronet.infer.slide import write_slide
+
+    seg = Segmenter(model="micronet252", width=0.0625, device="cpu", precision="fp32")
+    seg.info = dataclasses.replace(seg.info, mpp=1.24, input_mpp=0.62)
+    seg.postprocess = PostprocessConfig(min_size=400, contour_growth=8.0, max_hole_size=80)
+    assert seg.postprocess_at(0.62) is seg.postprocess
+    assert seg.postprocess_at(1.24) == PostprocessConfig(min_size=100, contour_growth=4.0,
+                                                         max_hole_size=20)
+    seen: list[PostprocessConfig] = []
+
+    def spy(module):
+        real = module.label_glands
+        monkeypatch.setattr(module, "label_glands",
+                            lambda maps, config=None: seen.append(config) or real(maps, config))
+
+    spy(segmenter_module)
+    spy(slide_module)
+    image, _ = make_synthetic_glands(size=300, seed=2)
+    seg.predict(image, progress=False)
+    seg.predict(cv2.resize(image, (150, 150), interpolation=cv2.INTER_AREA), mpp=1.24,
+                progress=False)
+    assert [c.min_size for c in seen] == [400, 100]
+    seen.clear()
+    seg.predict_slide(write_slide(tmp_path / "s.tif", image, 0.62), progress=False)
+    assert seen and {c.min_size for c in seen} == {100}

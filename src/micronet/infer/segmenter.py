@@ -281,7 +281,7 @@ class Segmenter:
         maps, tissue = self.labelling_maps(inference)
         if factor != 1.0 and probs is not None:
             probs = resize_probabilities(probs, image.shape[:2])
-        labels = label_glands(maps, self.postprocess)
+        labels = label_glands(maps, self.postprocess_at(mpp or self.info.input_mpp))
         glands = measure_glands(labels, image, mpp)
         flag_suspects(glands, mpp or self.info.input_mpp)
         return Segmentation(labels, probs, glands, mpp, tissue)
@@ -298,6 +298,11 @@ class Segmenter:
         if tissue is not None:  # the mask covers the image, whatever the maps' pixel grid
             mask_outside(maps, TissueMask(tissue.mask, maps.shape))
         return maps, tissue
+
+    def postprocess_at(self, mpp: float) -> PostprocessConfig:
+        """The post-processing for labelling at ``mpp`` µm/px: its sizes are pixels at the
+        resolution it was tuned at (the weights' ``input_mpp``), so they are rescaled."""
+        return self.postprocess.rescaled(self.info.input_mpp / mpp)
 
     def resample_factor(self, mpp: float | None) -> float:
         """Scale from the image to the model's resolution (1.0 within the 10 % tolerance)."""

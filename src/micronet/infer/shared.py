@@ -65,6 +65,9 @@ class ChunkSegmenter(Protocol):
     def mpp(self) -> float:
         """µm/px the weights work at."""
 
+    def postprocess_at(self, mpp: float) -> PostprocessConfig:
+        """Post-processing with its sizes rescaled for labelling at ``mpp`` µm/px."""
+
     def predict_maps(self, image: np.ndarray, *, grid: TileGrid | None = None,
                      window: tuple[int, int, int, int] | None = None,
                      return_probabilities: bool = False, progress: Any = None,

@@ -197,7 +197,7 @@ def segment_chunk(segmenter: ChunkSegmenter, plan: SlidePlan, index: int,
         window=(ry0 - qy0, rx0 - qx0, ry1 - ry0, rx1 - rx0), progress=False)
     if plan.masking is not None:
         mask_outside(maps, TissueMask(plan.masking.mask, plan.size), ry0, rx0)
-    labels = label_glands(maps, segmenter.postprocess)
+    labels = label_glands(maps, segmenter.postprocess_at(plan.working_mpp))  # working px
     del maps
     image = context[ry0 - qy0:ry1 - qy0, rx0 - qx0:rx1 - qx0]
     scale = plan.to_level0
