@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._resize import resize_by
 from ..models.micronet import SPEC_508
 from .augment import AugmentConfig, AugmentParams, apply_params, draw_params
 from .targets import DEFAULT_CONTOUR_WIDTH, three_class_targets
@@ -92,8 +93,10 @@ def prepare_image(image: np.ndarray, labels: np.ndarray,
     """
     target = three_class_targets(labels, config.contour_width)
     weight = unet_weight_map(labels, config.w0, config.sigma, target=target)
-    if config.scale != 1.0:
-        image, target, weight = _rescale(image, target, weight, config.scale)
+    if config.scale != 1.0:  # image and weights by area (bilinear when enlarging), ids nearest
+        image = resize_by(image, config.scale)
+        target = resize_by(target, config.scale, nearest=True)
+        weight = resize_by(weight, config.scale)
     pad_h = max(config.patch_size - image.shape[0], 0)
     pad_w = max(config.patch_size - image.shape[1], 0)
     pad = ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2))
@@ -101,19 +104,6 @@ def prepare_image(image: np.ndarray, labels: np.ndarray,
     target = np.pad(target, pad, mode="reflect")
     weight = np.pad(weight, pad, mode="reflect")
     return np.ascontiguousarray(image.transpose(2, 0, 1)), target, weight
-
-
-def _rescale(image: np.ndarray, target: np.ndarray, weight: np.ndarray,
-             scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Image and weights by area (bilinear when enlarging), class ids nearest."""
-    import cv2
-
-    height, width = target.shape
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    smooth = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    return (cv2.resize(image, size, interpolation=smooth),
-            cv2.resize(target, size, interpolation=cv2.INTER_NEAREST),
-            cv2.resize(weight, size, interpolation=smooth))
 
 
 def _check_pair(index: int, image: np.ndarray, labels: np.ndarray) -> None:
