@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._resize import resize_by
 from ..data.augment import dihedral, dihedral_inverse
 from ..errors import InputError, MicronetError
 from ..models.card import MPP_TOLERANCE
@@ -266,7 +267,7 @@ class Segmenter:
         if tissue_mask is not None and not isinstance(tissue_mask, TissueMask):
             tissue_mask = TissueMask(_user_mask(tissue_mask), image.shape[:2])
         factor = self.resample_factor(mpp)
-        work = image if factor == 1.0 else resize_image(image, factor)
+        work = image if factor == 1.0 else resize_by(image, factor)
         maps, probs = self.predict_maps(work, return_probabilities=return_probabilities,
                                         progress=progress)
         return Inference(image, maps, probs, factor, mpp, tissue_mask)
