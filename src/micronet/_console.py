@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from typing import TypeVar
 
 from rich.console import Console
@@ -58,8 +58,8 @@ def make_progress(show: bool | None = None, *extra_columns) -> Progress:
 def track(items: Iterable[T], description: str, total: int | None = None,
           show: bool | None = None) -> Iterator[T]:
     """Iterate with a progress bar (a no-op wrapper when progress is disabled)."""
-    if total is None and hasattr(items, "__len__"):
-        total = len(items)  # type: ignore[arg-type]
+    if total is None and isinstance(items, Sized):
+        total = len(items)
     with make_progress(show) as prog:
         task = prog.add_task(description, total=total)
         for item in items:

@@ -13,6 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .metrics.glas import SplitScores
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -23,9 +27,9 @@ class DemoResult:
 
     out_dir: Path
     files: list[Path]
-    scores: object  # micronet.metrics.SplitScores
+    scores: SplitScores
     weights: str
-    slide_scores: object = None  # the same tiles cut from the segmented demo slide
+    slide_scores: SplitScores | None = None  # the same tiles cut from the segmented demo slide
 
 
 def run_demo(out_dir: str | Path = "micronet-demo", weights: str = "glas", device: str = "auto",

@@ -58,10 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:
         # click usage errors (typer vendors click, so match by behaviour, not by class)
-        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None),
-                                                               int):
-            exc.show(file=sys.stderr)
-            return exc.exit_code or 2
+        show, exit_code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(exit_code, int):
+            show(file=sys.stderr)
+            return exit_code or 2
         if type(exc).__name__ == "Abort":
             return 1
         raise

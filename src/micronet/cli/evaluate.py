@@ -21,7 +21,9 @@ from .common import (
 )
 
 if TYPE_CHECKING:
-    from ..infer import Segmenter
+    import numpy as np
+
+    from ..infer import Segmentation, Segmenter
 
 _HELP = """Score instance segmentations with the GlaS challenge measures.
 
@@ -71,7 +73,7 @@ class _Quiet:
     def __init__(self, segmenter: Segmenter) -> None:
         self.segmenter = segmenter
 
-    def predict(self, image: Any) -> Any:
+    def predict(self, image: np.ndarray) -> Segmentation:
         return self.segmenter.predict(image, progress=False)
 
 

@@ -325,7 +325,8 @@ def apply_params(image: Tensor, target: Tensor, weight: Tensor, params: AugmentP
         ``(image (B, 3, S, S) uint8, target (B, S, S) int64, weight (B, S, S) float32)``.
     """
     margin = blur_radius
-    grid = radial_grid(tuple(image.shape[-2:]), out_size + 2 * margin, params.offset - margin,
+    height, width = image.shape[-2:]
+    grid = radial_grid((height, width), out_size + 2 * margin, params.offset - margin,
                        params.k1, params.k2, device=image.device, zoom=params.zoom)
     smooth = torch.cat([image.float(), weight[:, None].float()], 1)
     smooth = F.grid_sample(smooth, grid, mode="bilinear", padding_mode="reflection",
@@ -360,5 +361,6 @@ def augment_patches(image: Tensor, target: Tensor, weight: Tensor, out_size: int
         ``(image (B, 3, S, S) uint8, target (B, S, S) int64, weight (B, S, S) float32)`` on the
         patches' device.
     """
-    params = draw_params(image.shape[0], tuple(image.shape[-2:]), out_size, config, generator)
+    height, width = image.shape[-2:]
+    params = draw_params(image.shape[0], (height, width), out_size, config, generator)
     return apply_params(image, target, weight, params, out_size, config.blur_radius)

@@ -15,6 +15,7 @@ sibling folder and renamed into place, so DEST is either complete and verified o
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -115,7 +116,7 @@ class _Release:
             base = info.filename.rstrip("/").rsplit("/", 1)[-1]
             if info.is_dir() or base.startswith("._") or "__MACOSX" in info.filename:
                 continue
-            cls._add(readers, problems, base, lambda i=info: archive.read(i))
+            cls._add(readers, problems, base, functools.partial(archive.read, info))
         return cls(location, readers, problems)
 
     @classmethod

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,6 +17,9 @@ from .._console import console
 from ..errors import InputError, MicronetError
 from .features import FEATURES, GLAS_MPP, image_features
 from .grader import Grader
+
+if TYPE_CHECKING:
+    from ..infer import Segmenter
 
 __all__ = ["GRADE_COLUMNS", "grade_files", "grade_columns", "find_labels"]
 
@@ -45,7 +48,7 @@ def find_labels(folder: Path, name: str) -> Path:
 
 
 def grade_files(files: Sequence[Path], out: str | Path, grader: Grader, *,
-                segmenter: Any = None, labels_dir: str | Path | None = None,
+                segmenter: Segmenter | None = None, labels_dir: str | Path | None = None,
                 mpp: float | None = None,
                 echo: Callable[[str], None] = print) -> list[str]:
     """Grade each image into ``out``; returns one error line per failed input.
@@ -75,15 +78,18 @@ def grade_files(files: Sequence[Path], out: str | Path, grader: Grader, *,
             if is_slide(path):
                 raise InputError(f"{path}: whole slides are not graded; grade image tiles")
             image = read_rgb(path)
+            source: str | Path
             if labels_dir is not None:
                 source = find_labels(Path(labels_dir), name)
                 labels = read_labels(source)
                 if labels.shape != image.shape[:2]:
                     raise InputError(f"{source}: size {labels.shape[1]}x{labels.shape[0]} does "
                                      f"not match {path} ({image.shape[1]}x{image.shape[0]})")
-            else:
+            elif segmenter is not None:
                 source = f"segmented ({segmenter.info.name})"
                 labels = segmenter.predict(image, mpp=mpp, progress=False).labels
+            else:  # not reached: checked before the loop
+                raise MicronetError("grading needs a segmenter or a folder of label maps")
             features = image_features(labels, image, mpp=mpp or GLAS_MPP)
             result = grader.predict([features])[0]
         except (MicronetError, OSError) as exc:

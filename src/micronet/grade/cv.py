@@ -50,12 +50,12 @@ def cross_validate(x: np.ndarray, y: Sequence[str], patients: Sequence[str],
         ``{"mean": {metric: mean over repeats}, "std": {...}, "repeats": [scores...],
         "oof": (N, K) probabilities of the first repeat}``.
     """
-    y = np.asarray(y)
+    labels = np.asarray(y)
     runs, first = [], None
     for r in range(repeats):
-        proba = np.zeros((len(y), len(classes)))
+        proba = np.zeros((len(labels), len(classes)))
         for train, test in patient_folds(y, patients, n_splits, seed=r):
-            model = fit_model(x[train], y[train], features, kind, classes, **hyper)
+            model = fit_model(x[train], labels[train], features, kind, classes, **hyper)
             proba[test] = model.predict_proba(x[test])
         runs.append(scores(y, proba, classes))
         first = proba if first is None else first
@@ -70,11 +70,11 @@ def scores(y: Sequence[str], proba: np.ndarray, classes: tuple[str, ...]) -> dic
     when every class is present) and the confusion matrix (rows true, columns predicted)."""
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
 
-    y = np.asarray(y)
+    labels = np.asarray(y)
     pred = np.asarray(classes)[np.asarray(proba).argmax(axis=1)]
-    out: dict[str, Any] = {"n": int(len(y)), "accuracy": float(accuracy_score(y, pred)),
-                           "balanced_accuracy": float(balanced_accuracy_score(y, pred))}
-    codes = np.array([classes.index(v) for v in y])
+    out: dict[str, Any] = {"n": int(len(labels)), "accuracy": float(accuracy_score(labels, pred)),
+                           "balanced_accuracy": float(balanced_accuracy_score(labels, pred))}
+    codes = np.array([classes.index(v) for v in labels])
     present = sorted(set(codes.tolist()))
     if len(classes) == 2 and len(present) == 2:
         out["roc_auc"] = float(roc_auc_score(codes, proba[:, 1]))

@@ -125,7 +125,8 @@ def image_features(labels: np.ndarray, image: np.ndarray | None = None, *,
         filled += np.count_nonzero(inside)
     weights = areas / areas.sum()
     out.update(
-        gland_fraction=float(np.count_nonzero(labels[tissue]) / max(np.count_nonzero(tissue), 1)),
+        gland_fraction=float(np.count_nonzero(labels[tissue])
+                             / max(int(np.count_nonzero(tissue)), 1)),
         area_log_mean=float(np.mean(np.log10(areas))),
         area_cv=float(areas.std() / areas.mean()),
         large_fraction=float(weights[areas > LARGE_GLAND_UM2].sum()),

@@ -70,7 +70,12 @@ def _expand(entry: str | Path) -> tuple[list[Path], str | None]:
 
 def _unique(files: Sequence[Path]) -> list[Path]:
     seen: set[Path] = set()
-    return [f for f in files if not (f.resolve() in seen or seen.add(f.resolve()))]
+    unique: list[Path] = []
+    for f in files:
+        if f.resolve() not in seen:
+            seen.add(f.resolve())
+            unique.append(f)
+    return unique
 
 
 def expand_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[str]]:

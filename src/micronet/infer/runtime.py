@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Literal, overload
 
 from torch import nn
 
@@ -42,6 +43,15 @@ def weights_card(path: str | Path, meta: dict[str, str]) -> WeightsCard:
     tuned = None if meta.get("postprocess") else run.read_postprocess()
     return WeightsCard.from_metadata(meta, name=path.name, run_model=run.model_config(),
                                      postprocess=dataclasses.asdict(tuned) if tuned else None)
+
+
+@overload
+def load_weights_file(path: str | Path, *, with_info: Literal[False] = False) -> nn.Module: ...
+
+
+@overload
+def load_weights_file(path: str | Path, *,
+                      with_info: Literal[True]) -> tuple[nn.Module, WeightsCard]: ...
 
 
 def load_weights_file(path: str | Path, *, with_info: bool = False
@@ -99,7 +109,7 @@ def resolve_model(model: str | nn.Module | None, width: float | None,
     path = Path(weights)
     looks_like_path = path.exists() or path.suffix or "/" in str(weights) or "\\" in str(weights)
     if looks_like_path:
-        module, card = load_weights_file(path, with_info=True)  # type: ignore[misc]
+        module, card = load_weights_file(path, with_info=True)
         if width is not None and abs(width - card.width) > 1e-9:
             raise MicronetError(f"{path}: weights are width {card.width}, not {width}")
         return module, card

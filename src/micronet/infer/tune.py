@@ -12,13 +12,17 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from .postprocess import ClassMaps, PostprocessConfig, label_glands, remove_small
 
-__all__ = ["DEFAULT_GRID", "TUNE_OBJECTIVES", "tune_postprocess", "tune_on_images"]
+if TYPE_CHECKING:
+    from .segmenter import Inference
+    from .tissue import TissueMask
+
+__all__ = ["DEFAULT_GRID", "TUNE_OBJECTIVES", "MapSegmenter", "tune_postprocess", "tune_on_images"]
 
 #: GlaS glands are large (median ~4,000 px at 0.62 µm/px), so min_size goes well above the
 #: default; thresholds and growth around the 3-px contour band of the targets, reaching low
@@ -98,13 +102,26 @@ def tune_postprocess(probabilities_list: Sequence[ClassMaps | np.ndarray],
     return best, rows
 
 
+class MapSegmenter(Protocol):
+    """What tuning needs of a segmenter (:class:`~micronet.infer.Segmenter` is one): an image's
+    class maps as they are labelled."""
+
+    def infer(self, image: np.ndarray, *, progress: Any = None) -> Inference:
+        """The network's class maps of ``image`` (``progress=False``: no progress bar)."""
+        ...
+
+    def labelling_maps(self, inference: Inference) -> tuple[ClassMaps, TissueMask | None]:
+        """The class maps instances are labelled from, and the tissue mask used."""
+        ...
+
+
 #: What tuning starts from: seeds only where the network sees foreground.
 TUNE_BASE = PostprocessConfig(foreground_seeds=True)
 
 
-def tune_on_images(segmenter: Any, images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
-                   grid: Mapping[str, Sequence[Any]] | None = None, objective: str = "f1",
-                   ) -> tuple[PostprocessConfig, list[dict[str, Any]]]:
+def tune_on_images(segmenter: MapSegmenter, images: Sequence[np.ndarray],
+                   labels: Sequence[np.ndarray], grid: Mapping[str, Sequence[Any]] | None = None,
+                   objective: str = "f1") -> tuple[PostprocessConfig, list[dict[str, Any]]]:
     """Predict class maps with ``segmenter`` and grid-search its post-processing.
 
     Returns ``(best, table)`` as :func:`tune_postprocess` does.

@@ -23,7 +23,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -34,10 +34,28 @@ from ..errors import InputError, MicronetError
 from .glas import ImageScores, SplitScores, pool_scores, score_image
 from .report import DEFAULT_DATASET_LABEL, RECONSTRUCTED_LABEL, Example, provenance, write_report
 
-__all__ = ["ImagePair", "label_key", "find_pairs", "glas_pairs", "attach_predictions",
-           "evaluate_folders", "evaluate_model", "DEFAULT_SPLITS"]
+__all__ = ["ImagePair", "ImageSegmenter", "label_key", "find_pairs", "glas_pairs",
+           "attach_predictions", "evaluate_folders", "evaluate_model", "DEFAULT_SPLITS"]
 
 DEFAULT_SPLITS = ("testA", "testB")
+
+
+class Labelled(Protocol):
+    """A segmentation result: at least its ``(H, W)`` instance labels (0 = background)."""
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Gland instance ids."""
+        ...
+
+
+class ImageSegmenter(Protocol):
+    """What :func:`evaluate_model` needs: ``predict(image).labels``
+    (:class:`micronet.infer.Segmenter` is one)."""
+
+    def predict(self, image: np.ndarray) -> Labelled:
+        """Segment an ``(H, W, 3) uint8`` RGB image."""
+        ...
 ALL_IMAGES = "all"
 PathLike = str | os.PathLike[str]
 
@@ -51,6 +69,14 @@ class ImagePair:
     gt_path: Path
     pred_path: Path | None = None
     image_path: Path | None = None
+
+    def path(self, role: Literal["pred", "image"]) -> Path:
+        """The prediction or RGB image file; ``MicronetError`` when the pair has none."""
+        path = self.pred_path if role == "pred" else self.image_path
+        if path is None:
+            what = "prediction" if role == "pred" else "RGB image"
+            raise MicronetError(f"{self.gt_path}: no {what} for image {self.key!r}")
+        return path
 
 
 def _by_key(files: Sequence[Path], role: str, keyed: bool) -> dict[str, Path]:
@@ -200,7 +226,7 @@ def _score_pairs(pairs: Sequence[ImagePair], predict: Callable[[ImagePair, np.nd
         chosen = [("best", *slot["best"])]
         if slot["worst"][0] is not slot["best"][0]:
             chosen.append(("worst", *slot["worst"]))
-        examples[split] = [Example(kind, s, read_rgb(by_key[s.name].image_path),  # type: ignore[arg-type]
+        examples[split] = [Example(kind, s, read_rgb(by_key[s.name].path("image")),
                                    read_labels(by_key[s.name].gt_path), pred)
                            for kind, s, pred in chosen]
     return results, examples
@@ -232,21 +258,21 @@ def evaluate_folders(pred_dir: PathLike, gt_dir: PathLike | None, out_dir: PathL
     Returns:
         The content of metrics.json.
     """
-    if (gt_dir is None) == (data_dir is None):
-        raise MicronetError("give exactly one of a ground-truth folder (--gt) or a GlaS folder "
-                            "(--data)")
-    if data_dir is not None:
+    if data_dir is not None and gt_dir is None:
         pairs, manifest_label = glas_pairs(data_dir, splits)
         splits = list(splits or DEFAULT_SPLITS)
+    elif gt_dir is not None and data_dir is None:
+        pairs, manifest_label = find_pairs(gt_dir, images_dir, splits), None
     else:
-        pairs, manifest_label = find_pairs(gt_dir, images_dir, splits), None  # type: ignore[arg-type]
+        raise MicronetError("give exactly one of a ground-truth folder (--gt) or a GlaS folder "
+                            "(--data)")
     if images_dir is not None and data_dir is not None:
         images = scan_folder(Path(images_dir), "image")[0]
         pairs = [replace(p, image_path=images.get(p.key)) for p in pairs]
     pairs = attach_predictions(pairs, pred_dir, splits)
 
     def load(pair: ImagePair, gt: np.ndarray) -> np.ndarray:
-        return _check_prediction(read_labels(pair.pred_path), gt, str(pair.pred_path),
+        return _check_prediction(read_labels(pair.path("pred")), gt, str(pair.pred_path),
                                  pair.gt_path)
 
     results, examples = _score_pairs(pairs, load, "scoring")
@@ -258,13 +284,13 @@ def evaluate_folders(pred_dir: PathLike, gt_dir: PathLike | None, out_dir: PathL
                         reconstructed=manifest_label == RECONSTRUCTED_LABEL)
 
 
-def evaluate_model(segmenter: Any, data_dir: PathLike, out_dir: PathLike, *,
+def evaluate_model(segmenter: ImageSegmenter, data_dir: PathLike, out_dir: PathLike, *,
                    splits: Sequence[str] | None = None, dataset_label: str | None = None,
                    model_info: dict[str, Any] | None = None) -> dict[str, Any]:
     """Segment the images of a GlaS folder with ``segmenter`` and score them; write the report.
 
     Args:
-        segmenter: a `micronet.infer.Segmenter` (anything with ``predict(image).labels``).
+        segmenter: a `micronet.infer.Segmenter`, or anything with ``predict(image).labels``.
         data_dir: GlaS folder (module doc); default splits Test A and Test B.
         out_dir: as in `evaluate_folders`; nothing is written if any image fails.
         splits: split names.
@@ -278,7 +304,7 @@ def evaluate_model(segmenter: Any, data_dir: PathLike, out_dir: PathLike, *,
                             f"in {data_dir}")
 
     def predict(pair: ImagePair, gt: np.ndarray) -> np.ndarray:
-        image = read_rgb(pair.image_path)  # type: ignore[arg-type]
+        image = read_rgb(pair.path("image"))
         if image.shape[:2] != gt.shape:
             raise InputError(f"{pair.image_path}: size {image.shape[1]}x{image.shape[0]} differs "
                              f"from its ground truth {pair.gt_path} ({gt.shape[1]}x{gt.shape[0]})")

@@ -107,7 +107,8 @@ class Matching:
     @property
     def shape(self) -> tuple[int, int]:
         """(H, W) of the matched images."""
-        return tuple(self.gt_index.shape)  # type: ignore[return-value]
+        height, width = self.gt_index.shape
+        return height, width
 
     @property
     def n_gt(self) -> int:

@@ -22,7 +22,7 @@ class PixelCounts(NamedTuple):
         total = self.gt + self.pred
         return 2.0 * self.intersection / total if total else 1.0
 
-    def __add__(self, other: tuple) -> PixelCounts:  # type: ignore[override]
+    def __add__(self, other: tuple) -> PixelCounts:
         """Element-wise sum, so ``sum(counts, PixelCounts(0, 0, 0))`` pools a split."""
         return PixelCounts(*(int(a) + int(b) for a, b in zip(self, other, strict=True)))
 

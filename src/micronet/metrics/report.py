@@ -116,8 +116,8 @@ def build_metrics(results: Mapping[str, SplitScores], dataset_label: str,
     splits = {}
     for name, split in results.items():
         d = split.to_dict()
-        for key in ("pooled", "image_mean"):
-            d[key] = {k: _json_number(v) for k, v in d[key].items()}
+        for key, scores in (("pooled", split.pooled), ("image_mean", split.image_mean)):
+            d[key] = {k: _json_number(v) for k, v in scores.to_dict().items()}
         splits[name] = d
     note = {"note": RECONSTRUCTED_NOTE} if reconstructed else {}
     return {"dataset": dataset_label, "glas": glas, **note, "conventions": CONVENTIONS,

@@ -57,8 +57,7 @@ def create(name: str, width: float | None = None, num_classes: int | None = None
     model = builder(width=1.0 if width is None else width,
                     num_classes=3 if num_classes is None else num_classes, **kwargs)
     if not hasattr(model, "build_kwargs"):  # what rebuilds it: see WeightsCard.model_kwargs
-        model.build_kwargs = {**_constructor_defaults(type(model)),  # type: ignore[assignment]
-                              **kwargs}
+        model.build_kwargs = {**_constructor_defaults(type(model)), **kwargs}
     if card is not None:
         load_pretrained(model, card)
     return model
@@ -86,7 +85,7 @@ def input_size(arch: str) -> int:
         return int(create(arch, width=1 / 64).input_size)
 
 
-def _constructor_defaults(cls: type) -> dict[str, Any]:
+def _constructor_defaults(cls: type[torch.nn.Module]) -> dict[str, Any]:
     """Keyword defaults of a model class beyond width, classes and name."""
     params = inspect.signature(cls.__init__).parameters.values()
     return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty

@@ -86,4 +86,5 @@ def load_pretrained(model: nn.Module, card: WeightsCard) -> None:
         raise MicronetError(f"{path}: SHA-256 {digest[:12]}… does not match {card.sha256[:12]}… "
                             "(corrupt or replaced weights file)")
     load_state_into(model, load_file(str(path)), card.name)
-    model.weights_card = card
+    # Module.__setattr__ is typed for tensors and submodules only; plain attributes work too
+    model.weights_card = card  # type: ignore[assignment]

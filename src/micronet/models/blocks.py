@@ -80,6 +80,7 @@ def restyle_layers(model: nn.Module, norm: str = "none", act: str = "tanh") -> N
     for layer in model.modules():
         if isinstance(layer, (ConvTanh, DeconvTanh)):
             conv = layer[0]
+            assert isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d))  # as the layers are built
             parts = [conv] + ([_norm(norm, conv.out_channels)] if norm != "none" else [])
             for index in range(len(layer) - 1, -1, -1):
                 del layer[index]

@@ -39,9 +39,9 @@ class EncoderBlock(nn.Module):
     def forward(self, x: Tensor, image: Tensor) -> Tensor:
         """Return the block output, ``(B, out_channels, (H - 4) / 2, ...)``."""
         y = self.pool(self.main(x))
-        if self.side is None:
-            return y
         s = self.side_size
+        if self.side is None or s is None:
+            return y
         resized = F.interpolate(image, size=(s, s), mode="bicubic", align_corners=False)
         return torch.cat([y, self.side(resized)], dim=1)
 

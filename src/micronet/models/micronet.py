@@ -176,7 +176,7 @@ class MicroNet(nn.Module):
         decoded = outs[len(self.encoder.blocks) + 1:]
         main, aux = self._run(self.heads, [decoded[i] for i in self.spec.head_inputs])
         if self.training:
-            return MicroNetOutput(main, tuple(aux))  # type: ignore[arg-type]
+            return MicroNetOutput(main, tuple(aux))
         return main
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -13,15 +14,26 @@ from ..data.glas import train_val_split
 from ..errors import MicronetError
 from .config import VAL_SPLITS, TrainConfig
 
-__all__ = ["TrainingData", "load_training_data", "validation_split"]
+if TYPE_CHECKING:
+    from ..data.datasets import GlaSDataset, ImageFolderDataset
+    from ..data.sampling import Batch
 
+__all__ = ["BatchSampler", "TrainingData", "load_training_data", "validation_split"]
+
+
+class BatchSampler(Protocol):
+    """Where training batches come from (:class:`micronet.data.sampling.PatchSampler` is one)."""
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
+        """An augmented batch of ``batch_size`` samples; all randomness from ``generator``."""
+        ...
 
 
 @dataclass
 class TrainingData:
     """The sampler over training images and the held-out validation images."""
 
-    sampler: object  # micronet.data.sampling.PatchSampler
+    sampler: BatchSampler
     num_train: int
     train_names: list[str]
     val_names: list[str]
@@ -55,8 +67,8 @@ def load_training_data(config: TrainConfig, device: torch.device) -> TrainingDat
                         [it["image"] for it in val_items], [it["labels"] for it in val_items])
 
 
-def validation_split(dataset, val_fraction: float, seed: int, how: str = "random",
-                     root: Path | None = None) -> tuple[list[str], list[str]]:
+def validation_split(dataset: GlaSDataset | ImageFolderDataset, val_fraction: float, seed: int,
+                     how: str = "random", root: Path | None = None) -> tuple[list[str], list[str]]:
     """Training and held-out names of ``dataset``: ``how="random"``, or ``"grade"`` to hold out
     each GlaS grade in proportion (needs the grades of an imported GlaS folder's manifest)."""
     if how not in VAL_SPLITS:

@@ -13,7 +13,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 import torch
 from rich.progress import TextColumn
@@ -24,13 +24,14 @@ from ..errors import MicronetError
 from ..infer.run_folder import RunFolder
 from ..models import create, load_init_weights
 from .checkpoint import load_state, save_model_weights, save_state
-from .config import TrainConfig
-from .data import load_training_data
+from .config import DataConfig, TrainConfig
+from .data import TrainingData, load_training_data
 from .distributed import DistInfo, cleanup_distributed, init_distributed
 from .schedule import aux_weight, budget_steps, cosine_lr, learning_rate
 from .step import model_input, training_step
 
 if TYPE_CHECKING:
+    from ..models import MicroNet
     from .validate import Validation
 
 __all__ = ["train", "TrainResult", "build_model"]
@@ -58,7 +59,7 @@ class TrainResult:
     best_score: float
 
 
-def build_model(config: TrainConfig) -> torch.nn.Module:
+def build_model(config: TrainConfig) -> MicroNet:
     """The network ``config.model`` describes (with ``model.init`` weights when given), checked
     against the crop size."""
     try:
@@ -145,7 +146,8 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
 
     model.to(device)
     if config.run.channels_last:
-        model.to(memory_format=torch.channels_last)
+        # Module.to takes memory_format at run time; torch's overloads for it omit the keyword
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     model.set_grad_checkpointing(config.model.grad_checkpointing)
     optimizer = _make_optimizer(model, config)
     generator = torch.Generator().manual_seed(config.run.seed * 1000 + dist.rank)
@@ -167,7 +169,7 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     if config.run.compile:
-        net = torch.compile(net)
+        net = cast(torch.nn.Module, torch.compile(net))  # an OptimizedModule; typed as a callable
     amp = resolve_precision(config.run.precision, device)
 
     resolution = {"mpp": config.data.train_mpp, "input_mpp": config.data.image_mpp}
@@ -261,7 +263,7 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
                     clock = clock._replace(val_s=clock.val_s + time.perf_counter() - t_val,
                                            validations=clock.validations + 1)
                     record.update(validation.scores)
-                    score = record[config.run.best_metric]
+                    score = validation.scores[config.run.best_metric]
                     if score > best:
                         best = score
                         save_best()
@@ -287,7 +289,8 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
     return TrainResult(run_dir, model, step, best)
 
 
-def _validate(model: torch.nn.Module, data, device: torch.device, data_config) -> Validation:
+def _validate(model: torch.nn.Module, data: TrainingData, device: torch.device,
+              data_config: DataConfig) -> Validation:
     from .validate import validate
 
     return validate(model, data.val_images, data.val_labels, device,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from .._io import atomic_path
 from ..errors import MicronetError
@@ -11,12 +12,13 @@ from ..errors import MicronetError
 __all__ = ["read_log", "plot_run"]
 
 
-def read_log(run_dir: Path) -> tuple[list[dict], list[dict]]:
+def read_log(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Step records and epoch records of a run."""
     path = Path(run_dir) / "log.jsonl"
     if not path.exists():
         raise MicronetError(f"{path}: no training log (is {run_dir} a run folder?)")
-    steps, epochs = [], []
+    steps: list[dict[str, Any]] = []
+    epochs: list[dict[str, Any]] = []
     for line in path.read_text().splitlines():
         if line.strip():
             rec = json.loads(line)
