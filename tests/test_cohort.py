@@ -1,5 +1,6 @@
 """Cohorts on a Dask cluster (`segment_cohort`, `micronet segment --cluster`): equal outputs,
-a killed worker, resuming, a corrupt slide, the SLURM job script."""
+a killed worker, resuming, a corrupt slide, one slide split across workers, Ctrl-C, the SLURM
+job script."""
 
 from __future__ import annotations
 
@@ -20,10 +21,11 @@ import cloudpickle  # noqa: E402
 import fakes  # noqa: E402
 from fakes import PurpleGlandModel, purple_image, write_pyramid  # noqa: E402
 from micronet.cli import main  # noqa: E402
-from micronet.infer import Segmenter  # noqa: E402
+from micronet.infer import Segmenter, cohort  # noqa: E402
 from micronet.infer.batch import segment_files  # noqa: E402
-from micronet.infer.cohort import read_slide_list, segment_cohort, slurm_cluster  # noqa: E402
+from micronet.infer.cohort import open_cluster, read_slide_list, segment_cohort  # noqa: E402
 from micronet.infer.outputs import MANIFEST  # noqa: E402
+from micronet.infer.slide import plan_slide  # noqa: E402
 
 # workers unpickle the fake models by value: they cannot import the tests folder
 cloudpickle.register_pickle_by_value(fakes)
@@ -248,7 +250,7 @@ def test_cli_local_cluster_corrupt_slide_fails_alone(slides, tiny_weights, tmp_p
 
 
 def test_slurm_job_script_has_the_users_options():
-    cluster = slurm_cluster(queue="short", cores=6, memory="12GB", walltime="03:00:00",
+    cluster = cohort.slurm_cluster(queue="short", cores=6, memory="12GB", walltime="03:00:00",
                             scheduler_options={"dashboard_address": None})
     try:
         script = cluster.job_script()
@@ -289,3 +291,116 @@ def test_cli_slurm_without_sbatch_is_one_line_error(tmp_path, monkeypatch, capsy
                  "slurm", "--memory", "4GB"])
     assert code == 1
     assert "sbatch not found" in capsys.readouterr().err
+
+
+# --- one slide split across workers -----------------------------------------------------------
+
+CHUNK = 96  # working px: the big slide's 320x200 working level is 4 x 3 chunks
+# level-0 ellipses, several across the chunk borders (level-0 rows/cols 192, 384, 576)
+BIG_GLANDS = [(120, 180, 50, 60), (200, 420, 60, 40), (330, 120, 40, 70), (300, 560, 50, 30),
+              (60, 520, 30, 50)]
+
+
+class SmallChunks(Segmenter):
+    """`micronet segment`'s segmenter, with chunks small enough for a tiny slide to have many."""
+
+    def predict_slide(self, path, **kwargs):
+        return super().predict_slide(path, chunk=CHUNK, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory):
+    image, _ = purple_image((400, 640), BIG_GLANDS, seed=7)
+    return write_pyramid(tmp_path_factory.mktemp("big") / "big.tif", image, mpp=0.31)
+
+
+@pytest.fixture(scope="module")
+def split_reference(slides, big, tmp_path_factory):
+    """The single-process `micronet segment` pipeline's outputs, with the same chunks."""
+    out = tmp_path_factory.mktemp("split_ref")
+    assert segment_files([big, *slides[:2]], out, SmallChunks(**spec()), FORMATS,
+                         echo=lambda _: None) == []
+    return out
+
+
+def test_big_slide_split_into_chunk_tasks_equals_single_process(slides, big, split_reference,
+                                                                client, tmp_path):
+    out = tmp_path / "out"
+    lines = []
+    with distributed.get_task_stream(client) as stream:
+        assert segment_cohort([big, *slides[:2]], out, spec(), client=client, formats=FORMATS,
+                              split_above=0.1, chunk=CHUNK, echo=lines.append) == []
+    assert_same(out, split_reference)  # label for label, polygon for polygon
+    todo = plan_slide(Segmenter(**spec()), big, chunk=CHUNK).todo
+    assert len(todo) == 12
+    keys = [str(t["key"]) for t in stream.data]
+    chunk_keys = {k for k in keys if k.startswith("micronet-chunk-big-")}
+    assert len(chunk_keys) == len(todo)  # one task per chunk
+    assert sum(k.startswith("micronet-merge-big-") for k in keys) == 1
+    assert not any(k.startswith("micronet-segment-big-") for k in keys)
+    assert sum(k.startswith("micronet-segment-s") for k in keys) == 2  # small: one task each
+    workers = {t["worker"] for t in stream.data if str(t["key"]) in chunk_keys}
+    assert workers <= set(client.scheduler_info()["workers"])
+    assert set(summary(out)["big"]["worker"].split()) >= workers
+    assert any(line.startswith(f"{big}:") and "12 chunk tasks" in line for line in lines)
+    assert finished(out) == ["big", "s0", "s1"]
+
+
+def _alive(pid):
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_ctrl_c_stops_the_cluster_it_started_and_leaves_complete_outputs(
+        slides, big, split_reference, tmp_path, monkeypatch):
+    from distributed.core import Status
+    from PIL import Image
+
+    started = []
+
+    def local(workers=None, dashboard=None):
+        started.append(real(workers, dashboard=":0"))
+        return started[-1]
+
+    real = cohort.local_cluster
+    monkeypatch.setattr(cohort, "local_cluster", local)
+    state = {}
+
+    def ctrl_c(line):  # as the first input finishes, once the split slide is under way
+        deadline = time.time() + 60
+        while time.time() < deadline and not state["client"].run_on_scheduler(
+                lambda dask_scheduler: [k for k, ts in dask_scheduler.tasks.items()
+                                        if str(k).startswith("micronet-chunk-big-")
+                                        and ts.state == "memory"]):
+            time.sleep(0.05)
+        raise KeyboardInterrupt
+
+    out, inputs = tmp_path / "out", [big, *slides[:2]]
+    with pytest.raises(KeyboardInterrupt), open_cluster("local", workers=2) as (c, threads):
+        state["client"] = c
+        pids = list(c.run(os.getpid).values())
+        segment_cohort(inputs, out, spec(SlowPurple(64, delay=0.05)), client=c, formats=FORMATS,
+                       threads=threads, split_above=0.1, chunk=CHUNK, echo=ctrl_c)
+    (cluster,) = started
+    assert cluster.status == Status.closed
+    assert len(pids) == 2 and not any(_alive(p) for p in pids)  # the workers are gone
+    assert len(finished(out)) == 1
+    for path in out.iterdir():  # no temporary files; every output complete
+        assert path.name in (".micronet", ".micronet-staging") or path.name[0] != ".", path
+        if path.suffix == ".png":
+            Image.open(path).load()
+        elif path.suffix == ".geojson":
+            json.loads(path.read_text())
+        elif path.suffix == ".csv":
+            assert path.read_text().endswith("\n")
+    # the next run redoes what was not finished (the split slide whole) and equals one process
+    lines = []
+    assert segment_cohort(inputs, out, spec(SlowPurple(64, delay=0.05)), formats=FORMATS,
+                          chunk=CHUNK, echo=lines.append) == []
+    assert sum("skipped" in line for line in lines) == 1
+    assert_same(out, split_reference)
+    assert not (out / ".micronet-staging").exists()

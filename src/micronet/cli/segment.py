@@ -10,6 +10,7 @@ import typer
 
 from .._console import console
 from ..errors import MicronetError
+from ..infer.cohort import SPLIT_ABOVE_MP
 from .common import (
     batch_size_option,
     device_option,
@@ -33,9 +34,9 @@ def _parse_formats(formats: str) -> tuple[str, ...]:
     return chosen
 
 
-def _segment_cohort(inputs: list[str], out: Path, spec: dict, formats: tuple[str, ...],
-                    mpp: float | None, overwrite: bool, quiet: bool, cluster: str,
-                    **options: Any) -> None:
+def _segment_cohort(inputs: list[str], out: Path, spec: dict[str, Any],
+                    formats: tuple[str, ...], mpp: float | None, overwrite: bool, quiet: bool,
+                    cluster: str, split_above: float, **options: Any) -> None:
     """``segment --cluster``: start or join the cluster, print its dashboard, run the cohort."""
     from ..infer.cohort import open_cluster, segment_cohort
 
@@ -46,7 +47,7 @@ def _segment_cohort(inputs: list[str], out: Path, spec: dict, formats: tuple[str
             link = "none"
         console.print(f"dask dashboard: {link}", highlight=False, soft_wrap=True)
         errors = segment_cohort(inputs, out, spec, client=client, formats=formats, mpp=mpp,
-                                overwrite=overwrite, threads=threads,
+                                overwrite=overwrite, threads=threads, split_above=split_above,
                                 progress=False if quiet else None, echo=typer.echo)
     if errors:
         raise MicronetError(f"{len(errors)} input(s) failed (see the lines above and "
@@ -100,6 +101,11 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                                      "cluster", help="SLURM time limit, e.g. 04:00:00."),
         jobs: int = typer.Option(None, "--jobs", min=1, rich_help_panel="Cohorts on a Dask "
                                  "cluster", help="SLURM jobs (workers) to submit."),
+        split_above: float = typer.Option(
+            SPLIT_ABOVE_MP, "--split-above", min=0, metavar="MP",
+            rich_help_panel="Cohorts on a Dask cluster",
+            help="Split slides of more than MP level-0 megapixels across workers: one task per "
+                 "chunk, merged into the same outputs."),
     ) -> None:
         """Segment glands: NAME_labels.png, NAME_overlay.png, NAME.geojson, NAME_glands.csv,
         NAME_tissue.png (the tissue mask used), and summary.csv (one row per input ever
@@ -125,7 +131,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                     "batch_size": batch_size, "tta": tta, "precision": precision,
                     "postprocess": tuned, "tissue": tissue}
             _segment_cohort(inputs, out, spec, chosen, mpp, overwrite, quiet, cluster,
-                            workers=workers, jobs=jobs, queue=queue, cores=cores,
+                            split_above, workers=workers, jobs=jobs, queue=queue, cores=cores,
                             memory=memory, walltime=walltime)
             return
         grader = None

@@ -7,7 +7,9 @@ folder and renamed into ``out`` only when all are done; the client then records 
 folder's manifest and ``summary.csv`` (:mod:`micronet.infer.outputs`, as ``micronet segment``
 does). A rerun skips slides recorded as done with their outputs intact and redoes the rest.
 Dask retries the task of a worker that died on another worker; a slide that raises becomes one
-error row (its one-line error in ``summary.csv``) and the others go on.
+error row (its one-line error in ``summary.csv``) and the others go on. A slide larger than
+``split_above`` megapixels is split across workers: a plan task, a task per chunk, a merge task
+(:mod:`micronet.infer.cohort_tasks` holds what the workers run).
 """
 
 from __future__ import annotations
@@ -15,23 +17,33 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import tempfile
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._console import console, make_progress
 from ..errors import InputError, MicronetError
-from .batch import expand_inputs, is_slide, output_names, summary_row
+from .batch import expand_inputs, is_slide, output_names
+from .cohort_tasks import (
+    STAGING,
+    _cache_key,
+    _failure,
+    _segmenter,
+    chunk_task,
+    chunks_todo,
+    merge_task,
+    plan_task,
+    segment_one,
+)
+from .slide import DEFAULT_CHUNK
 
-__all__ = ["LIST_SUFFIXES", "read_slide_list", "expand_cohort", "segment_one",
-           "segment_cohort", "local_cluster", "slurm_cluster", "open_cluster"]
+__all__ = ["LIST_SUFFIXES", "SPLIT_ABOVE_MP", "read_slide_list", "expand_cohort",
+           "segment_one", "segment_cohort", "local_cluster", "slurm_cluster", "open_cluster"]
 
 LIST_SUFFIXES = (".txt", ".csv")
-STAGING = ".micronet-staging"
 DEFAULT_FORMATS = ("labels", "overlay", "geojson", "csv")
+SPLIT_ABOVE_MP = 1000.0  # level-0 megapixels above which a slide is split across workers
 
 
 def read_slide_list(path: str | Path) -> list[tuple[Path, float | None]]:
@@ -88,92 +100,6 @@ def expand_cohort(inputs: Sequence[str | Path]
     return files, {f: mpps[f.resolve()] for f in files if f.resolve() in mpps}, errors + missing
 
 
-# --- on a worker ----------------------------------------------------------------------------
-
-_SEGMENTERS: dict[str, Any] = {}
-
-
-def _segmenter(key: str, spec: Mapping[str, Any]) -> Any:
-    """The worker's Segmenter for ``spec`` (built on first use, then kept: one per worker)."""
-    if key not in _SEGMENTERS:
-        from .segmenter import Segmenter
-
-        _SEGMENTERS.clear()
-        _SEGMENTERS[key] = Segmenter(**spec)
-    return _SEGMENTERS[key]
-
-
-def _cache_key(spec: Mapping[str, Any]) -> str:
-    """Names a segmenter spec in the workers' cache (the same spec: the same model)."""
-    import hashlib
-
-    import cloudpickle
-
-    return hashlib.sha1(cloudpickle.dumps(dict(spec))).hexdigest()[:16]
-
-
-def _worker_address() -> str:
-    try:
-        from distributed import get_worker
-
-        return str(get_worker().address)
-    except (ImportError, ValueError):
-        return "local"
-
-
-def segment_one(path: Path, name: str, out: Path, key: str, spec: Mapping[str, Any],
-                formats: Sequence[str], mpp: float | None = None,
-                threads: int | None = None) -> dict[str, Any]:
-    """Segment one slide or image into ``out`` (the task a worker runs); its summary row, with
-    ``outputs`` (the file names written), ``seconds`` and ``worker``. Outputs appear only once
-    all are written (staged, then renamed); a failure is returned as ``{"error": line}``."""
-    from .batch import _error_line
-
-    start = time.perf_counter()
-    try:
-        if threads:
-            import torch
-
-            torch.set_num_threads(threads)
-        segmenter = _segmenter(key, spec)
-        (out / STAGING).mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=out / STAGING))
-        try:
-            row = _segment_into(segmenter, path, name, staging, tuple(formats), mpp)
-            outputs = sorted(part.name for part in staging.iterdir())
-            for part in outputs:
-                os.replace(staging / part, out / part)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        row["outputs"] = outputs
-    except Exception as exc:  # noqa: BLE001 - one slide's failure must not stop the cohort
-        line = _error_line(path, exc) if isinstance(exc, (MicronetError, OSError)) \
-            else f"{path}: {type(exc).__name__}: {exc}"
-        row = {"error": line}
-    row.update(seconds=round(time.perf_counter() - start, 2), worker=_worker_address())
-    return row
-
-
-def _segment_into(segmenter: Any, path: Path, name: str, out: Path, formats: tuple[str, ...],
-                  mpp: float | None) -> dict[str, Any]:
-    """Segment ``path`` and write its outputs to ``out``, as ``micronet segment`` does."""
-    if is_slide(path):
-        result = segmenter.predict_slide(path, mpp=mpp, out_dir=out, formats=formats,
-                                         progress=False, name=name)
-        return summary_row(path, name, "slide", result.glands, *result.dimensions, result.mpp)
-    from .._io import read_rgb
-    from .export import export_segmentation
-
-    image = read_rgb(path)
-    result = segmenter.predict(image, mpp=mpp, progress=False)
-    export_segmentation(result, image, out, name, formats)
-    return summary_row(path, name, "image", result.glands, image.shape[1], image.shape[0],
-                       result.mpp)
-
-
-# --- on the client --------------------------------------------------------------------------
-
-
 def _settings_of(key: str, spec: Mapping[str, Any], mpps: Sequence[float | None]
                  ) -> dict[float | None, dict[str, Any]]:
     """The run settings (:func:`~micronet.infer.batch.run_settings`) per µm/px, as a worker
@@ -192,14 +118,22 @@ def segment_cohort(inputs: Sequence[str | Path], out: str | Path,
                    segmenter: Mapping[str, Any] | None = None, *, client: Any = None,
                    formats: Sequence[str] = DEFAULT_FORMATS, mpp: float | None = None,
                    overwrite: bool = False, threads: int | None = None,
+                   split_above: float | None = SPLIT_ABOVE_MP, chunk: int = DEFAULT_CHUNK,
                    progress: bool | None = None,
                    echo: Callable[[str], None] = _echo) -> list[str]:
     """Segment slides, images, folders, globs and slide lists (:func:`read_slide_list`) into
     ``out``, one Dask task per input; returns one error line per input that failed.
 
+    A slide of more than ``split_above`` level-0 megapixels is split across workers instead:
+    one task plans it, one task per chunk with tissue segments that chunk (any worker), and one
+    task merges the chunks and writes the outputs (:mod:`micronet.infer.cohort_tasks`); the
+    outputs equal those of a single-process run.
+
     What is done is kept as ``micronet segment`` keeps it (:mod:`micronet.infer.outputs`): an
     input already segmented into ``out``, unchanged and with the same settings, is skipped;
     each finished or failed input is recorded, and ``summary.csv`` rewritten, as it comes in.
+    A slide is recorded only once all its outputs are in place, so an interrupted one (split
+    or not) is redone whole by the next run.
 
     Args:
         segmenter: keyword arguments of :class:`~micronet.infer.Segmenter` (default: the
@@ -208,6 +142,10 @@ def segment_cohort(inputs: Sequence[str | Path], out: str | Path,
         mpp: level-0 µm/px for inputs a list gives none for (slides: when metadata lacks it).
         overwrite: redo inputs already segmented into ``out``.
         threads: torch threads per task (``None``: the worker's setting).
+        split_above: level-0 megapixels above which a slide is split across workers (``None``:
+            never; a slide too big is still cut into chunks, on one worker). Needs a client.
+        chunk: core size of a slide's chunks in working px (see
+            :func:`~micronet.infer.slide.segment_slide`).
         progress: show a bar over inputs (``None``: on a terminal).
     """
     from .outputs import OutputFolder
@@ -234,15 +172,18 @@ def segment_cohort(inputs: Sequence[str | Path], out: str | Path,
                      "skipped (--overwrite redoes it)")
             else:
                 todo.append(path)
-        args = {p: (p, names[p], out, key, spec, tuple(formats), wanted[p], threads)
+        jobs = {p: _Job(p, names[p], out, key, spec, tuple(formats), wanted[p], threads, chunk)
                 for p in todo}
-        results = _run(client, args)
+        split = {p for p in todo if client is not None and split_above is not None
+                 and (_megapixels(p) or 0) > split_above}
+        results = _run(client, jobs, split)
         with make_progress(progress) as bar:
             task = bar.add_task("slides", total=len(todo))
             glands = 0
             try:
                 for path, row in results:
                     outputs = row.pop("outputs", None)
+                    chunks = row.pop("chunks", None)
                     if outputs is None:
                         errors.append(row["error"])
                         console.print(f"[bold red]error:[/] {errors[-1]}", highlight=False,
@@ -251,8 +192,9 @@ def segment_cohort(inputs: Sequence[str | Path], out: str | Path,
                     else:
                         folder.done(path, names[path], row, [out / f for f in outputs], formats,
                                     settings[wanted[path]], row["seconds"])
+                        parts = "" if chunks is None else f", {chunks} chunk tasks"
                         echo(f"{path}: {row['glands']} glands ({row['seconds']} s on "
-                             f"{row['worker']})")
+                             f"{row['worker']}{parts})")
                         glands += int(row["glands"])
                     bar.update(task, advance=1, description=f"slides ({glands} glands)")
             finally:
@@ -261,28 +203,87 @@ def segment_cohort(inputs: Sequence[str | Path], out: str | Path,
     return errors
 
 
-def _run(client: Any, args: dict[Path, tuple[Any, ...]]
-         ) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """``(input, row)`` as each task finishes: in this process, or on the client's cluster.
+class _Job(NamedTuple):
+    """One input's task arguments (:func:`~micronet.infer.cohort_tasks.segment_one`'s)."""
+
+    path: Path
+    name: str
+    out: Path
+    key: str
+    spec: Mapping[str, Any]
+    formats: tuple[str, ...]
+    mpp: float | None
+    threads: int | None
+    chunk: int
+
+
+def _megapixels(path: Path) -> float | None:
+    """A slide's level-0 megapixels, from its header (``None``: not a slide, or unreadable:
+    its task says why)."""
+    from .slide_io import SlideReader
+
+    if not is_slide(path):
+        return None
+    try:
+        reader = SlideReader(path, mpp=1.0)  # the size only: any µm/px will do
+    except MicronetError:
+        return None
+    try:
+        width, height = reader.dimensions[0]
+    finally:
+        reader.close()
+    return width * height / 1e6
+
+
+def _run(client: Any, jobs: dict[Path, _Job], split: Set[Path] = frozenset()
+         ) -> Generator[tuple[Path, dict[str, Any]], None, None]:
+    """``(input, row)`` as each input finishes: in this process, or on the client's cluster,
+    where a slide in ``split`` runs as a plan task, chunk tasks and a merge task.
     A task whose workers kept dying (Dask gives up after ``allowed-failures``) is an error row;
     leaving early (Ctrl-C, an error) cancels what is left."""
     if client is None:
-        for path, a in args.items():
-            yield path, segment_one(*a)
+        for path, job in jobs.items():
+            yield path, segment_one(*job)
         return
     from distributed import as_completed
 
-    futures = {client.submit(segment_one, *a, key=f"micronet-segment-{a[1]}-{a[3][-8:]}",
-                             pure=False): p for p, a in args.items()}
+    waiting: dict[Any, tuple[Path, str]] = {}  # future: (input, "todo" or "done")
+    held: dict[Path, list[Any]] = {}  # a split slide's plan and chunks, until merged
+    for path, job in jobs.items():
+        tag = f"{job.name}-{job.key[-8:]}"
+        if path in split:
+            plan = client.submit(plan_task, path, job.key, job.spec, job.mpp, job.chunk,
+                                 job.threads, key=f"micronet-plan-{tag}", pure=False)
+            held[path] = [plan]
+            waiting[client.submit(chunks_todo, plan, key=f"micronet-todo-{tag}",
+                                  pure=False)] = (path, "todo")
+        else:
+            waiting[client.submit(segment_one, *job, key=f"micronet-segment-{tag}",
+                                  pure=False)] = (path, "done")
+    queue = as_completed(list(waiting))
     try:
-        for future in as_completed(futures):
-            path = futures[future]
+        for future in queue:
+            path, stage = waiting.pop(future)
             try:
-                yield path, future.result()
+                row = future.result()
             except Exception as exc:  # noqa: BLE001 - KilledWorker, CancelledError, ...
-                yield path, {"error": f"{path}: {type(exc).__name__}: {exc}"}
+                row = {"error": _failure(path, exc)}
+            if stage == "todo" and "todo" in row:
+                job, plan = jobs[path], held[path][0]
+                tag = f"{job.name}-{job.key[-8:]}"
+                parts = [client.submit(chunk_task, plan, i, job.key, job.spec, job.threads,
+                                       key=f"micronet-chunk-{tag}-{i}", pure=False)
+                         for i in row["todo"]]
+                held[path] += parts
+                merged = client.submit(merge_task, plan, parts, path, job.name, job.out,
+                                       job.formats, key=f"micronet-merge-{tag}", pure=False)
+                waiting[merged] = (path, "done")
+                queue.add(merged)
+                continue
+            held.pop(path, None)  # the cluster may forget the slide's plan and chunks
+            yield path, row
     finally:
-        client.cancel(list(futures))
+        client.cancel([*waiting, *(f for fs in held.values() for f in fs)])
 
 
 # --- clusters -------------------------------------------------------------------------------
@@ -307,7 +308,7 @@ def slurm_cluster(queue: str | None = None, cores: int | None = None, memory: st
     from dask_jobqueue import SLURMCluster
 
     cores = cores or dask.config.get("jobqueue.slurm.cores", None)
-    opts = {"queue": queue, "memory": memory, "walltime": walltime}
+    opts: dict[str, Any] = {"queue": queue, "memory": memory, "walltime": walltime}
     return SLURMCluster(cores=1, processes=1, job_cpu=cores, **kwargs,
                         **{k: v for k, v in opts.items() if v is not None})
 
