@@ -11,7 +11,7 @@ import pytest
 from fakes import PurpleGlandModel, purple_image, write_pyramid
 from micronet.errors import InputError
 from micronet.infer import PostprocessConfig, Segmenter
-from micronet.infer.slide import SlideReader, choose_level
+from micronet.infer.slide import SlideReader, choose_level, merge_chunks, plan_slide, segment_chunk
 from micronet.infer.tissue import slide_tissue
 
 # level-0 ellipses (row, col, r_radius, c_radius); several cross the 96 px chunk borders of
@@ -79,6 +79,22 @@ def test_slide_glands_match_truth_and_whole_image(slide, tmp_path):
     first = result.glands[0]
     assert cx == pytest.approx(first["centroid_x"], abs=2)
     assert cy == pytest.approx(first["centroid_y"], abs=2)
+
+
+def test_chunks_segmented_apart_in_any_order_merge_to_the_same_slide(slide):
+    """segment_slide's three steps, as a cluster runs them: a pickled plan, chunks in any order."""
+    import pickle
+
+    path, _, _ = slide
+    seg = make_segmenter()
+    whole = seg.predict_slide(path, chunk=96, margin=64)
+    plan = pickle.loads(pickle.dumps(plan_slide(seg, path, chunk=96, margin=64)))
+    assert len(plan.cores) == whole.chunks and len(plan.todo) == whole.chunks - whole.skipped
+    parts = [segment_chunk(seg, plan, i) for i in reversed(plan.todo)]
+    merged = merge_chunks(plan, parts)
+    assert merged.glands == whole.glands and merged.polygons == whole.polygons
+    with pytest.raises(ValueError, match="chunks"):
+        merge_chunks(plan, parts[1:])
 
 
 def test_background_chunks_are_skipped(tmp_path):
