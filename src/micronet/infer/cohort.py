@@ -226,7 +226,7 @@ def _megapixels(path: Path) -> float | None:
         return None
     try:
         reader = SlideReader(path, mpp=1.0)  # the size only: any µm/px will do
-    except MicronetError:
+    except Exception:  # noqa: BLE001 - a corrupt slide: its own task reports it
         return None
     try:
         width, height = reader.dimensions[0]
