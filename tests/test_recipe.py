@@ -153,10 +153,12 @@ def test_half_size_image_with_its_mpp_segments_like_the_native_one() -> None:
     at half size with mpp 1.24 (used as it is) give the same maps at the working resolution,
     hence labels that agree after the bigger one is brought back to size."""
     torch.manual_seed(0)
-    seg = Segmenter(model="micronet252", width=0.0625, device="cpu", precision="fp32")
-    import dataclasses
+    from micronet.models import WeightsCard, create
 
-    seg.info = dataclasses.replace(seg.info, mpp=1.24, input_mpp=0.62)
+    model = create("micronet252", width=0.0625)
+    seg = Segmenter(model=model, device="cpu", precision="fp32",
+                    card=WeightsCard.from_model(model, mpp=1.24, input_mpp=0.62))
+    assert (seg.info.mpp, seg.info.input_mpp, seg.info.arch) == (1.24, 0.62, "micronet252")
     image, _ = make_synthetic_glands(size=400, seed=5)
     import cv2
 

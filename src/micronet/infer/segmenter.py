@@ -32,7 +32,7 @@ from torch import nn
 from .._resize import resize_by
 from ..data.augment import dihedral, dihedral_inverse
 from ..errors import InputError, MicronetError
-from ..models.card import MPP_TOLERANCE
+from ..models.card import MPP_TOLERANCE, WeightsCard
 from .postprocess import ClassMaps, PostprocessConfig, label_glands, measure_glands, quantize
 from .runtime import (
     resolve_device,
@@ -114,6 +114,8 @@ class Segmenter:
             or a 2-D array: your own mask for every input (any size, non-zero = tissue,
             stretched over each). Predictions outside tissue become background, so glass and
             pen ink never become glands.
+        card: the weights' card (µm/px, normalisation, post-processing...) to use instead of
+            the one resolved with the model (e.g. a model being trained at 1.24 µm/px).
     """
 
     def __init__(self, model: str | nn.Module | None = None, width: float | None = None,
@@ -121,8 +123,11 @@ class Segmenter:
                  postprocess: PostprocessConfig | Mapping[str, Any] | None = None,
                  batch_size: int = 4, tta: bool | int = False, precision: str = "auto",
                  overlap: int | None = None,
-                 tissue: bool | TissueConfig | np.ndarray = True) -> None:
+                 tissue: bool | TissueConfig | np.ndarray = True,
+                 card: WeightsCard | None = None) -> None:
         self.model, self.info = resolve_model(model, width, weights)
+        if card is not None:
+            self.info = card
         self.tissue_mask = _user_mask(tissue) if isinstance(tissue, np.ndarray) else None
         self.tissue = tissue if isinstance(tissue, TissueConfig) else (
             TissueConfig() if tissue is True else None)
@@ -339,16 +344,6 @@ def check_image(image: Any) -> None:
                          f"dtype {image.dtype}")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise InputError(f"image is empty (shape {image.shape})")
-
-
-def resize_image(image: np.ndarray, factor: float) -> np.ndarray:
-    """Resize an RGB image by ``factor`` (area when shrinking, bilinear when enlarging)."""
-    import cv2
-
-    h, w = image.shape[:2]
-    size = (max(1, round(w * factor)), max(1, round(h * factor)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if factor < 1
-                      else cv2.INTER_LINEAR)
 
 
 def resize_probabilities(probs: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

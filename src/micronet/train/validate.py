@@ -10,7 +10,6 @@ checkpoints by how well their outputs happen to suit the defaults (min size 100 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from ..infer.postprocess import PostprocessConfig
+from ..models.card import WeightsCard
 
 __all__ = ["VALIDATION_GRID", "Validation", "validate"]
 
@@ -52,9 +52,10 @@ def validate(model: torch.nn.Module, images: Sequence[np.ndarray], labels: Seque
 
     was_training = model.training
     model.eval()
-    seg = Segmenter(model=model, device=str(device), batch_size=batch_size, postprocess={})
-    if mpp is not None:
-        seg.info = dataclasses.replace(seg.info, mpp=mpp, input_mpp=image_mpp or mpp)
+    card = None if mpp is None else WeightsCard.from_model(model, mpp=mpp,
+                                                          input_mpp=image_mpp or mpp)
+    seg = Segmenter(model=model, device=str(device), batch_size=batch_size, postprocess={},
+                    card=card)
     maps = [seg.labelling_maps(seg.infer(img, progress=False))[0] for img in images]
     model.train(was_training)
     scores = score_split([(gt, label_glands(m, seg.postprocess))
