@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from fakes import make_synthetic_glands
+
 os.environ.setdefault("MICRONET_NO_PROGRESS", "1")
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
@@ -46,27 +48,6 @@ def tiny_model():
 
     torch.manual_seed(0)
     return create("micronet508", width=1 / 16).eval()
-
-
-def make_synthetic_glands(size: int = 256, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """An H&E-looking image with elliptical glands; glands 1 and 2 touch."""
-    from skimage.draw import ellipse
-
-    rng = np.random.default_rng(seed)
-    labels = np.zeros((size, size), np.int32)
-    specs = [(60, 60, 30, 22), (60, 103, 30, 22), (170, 70, 35, 28), (150, 180, 40, 30),
-             (220, 200, 20, 15)]
-    for i, (r, c, rr_, cc_) in enumerate(specs, start=1):
-        rr, cc = ellipse(r * size // 256, c * size // 256, rr_ * size // 256, cc_ * size // 256,
-                         shape=labels.shape)
-        free = labels[rr, cc] == 0
-        labels[rr[free], cc[free]] = i
-    image = np.empty((size, size, 3), np.uint8)
-    image[:] = (235, 200, 225)  # pale pink stroma
-    image[labels > 0] = (150, 60, 140)  # purple glands
-    noise = rng.normal(0, 8, image.shape)
-    image = np.clip(image + noise, 0, 255).astype(np.uint8)
-    return image, labels
 
 
 @pytest.fixture

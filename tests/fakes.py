@@ -13,7 +13,7 @@ from torch import nn
 
 __all__ = ["FAKE_COUNTS", "RELEASE_DIR", "GRADE_HEADER", "BREAKAGES", "fake_pair",
            "write_fake_release", "zip_release", "break_release", "PurpleGlandModel",
-           "purple_image", "write_pyramid", "PaleGlandModel"]
+           "purple_image", "write_pyramid", "PaleGlandModel", "make_synthetic_glands"]
 
 # --- fake GlaS releases (2 pairs per split) -------------------------------------------------
 
@@ -161,3 +161,24 @@ def write_pyramid(path, image, mpp=None, downsamples=(2, 4)):
             small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
             tif.write(small, subfiletype=1, **opts, **res(ds))
     return path
+
+
+def make_synthetic_glands(size: int = 256, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """An H&E-looking image with elliptical glands; glands 1 and 2 touch."""
+    from skimage.draw import ellipse
+
+    rng = np.random.default_rng(seed)
+    labels = np.zeros((size, size), np.int32)
+    specs = [(60, 60, 30, 22), (60, 103, 30, 22), (170, 70, 35, 28), (150, 180, 40, 30),
+             (220, 200, 20, 15)]
+    for i, (r, c, rr_, cc_) in enumerate(specs, start=1):
+        rr, cc = ellipse(r * size // 256, c * size // 256, rr_ * size // 256, cc_ * size // 256,
+                         shape=labels.shape)
+        free = labels[rr, cc] == 0
+        labels[rr[free], cc[free]] = i
+    image = np.empty((size, size, 3), np.uint8)
+    image[:] = (235, 200, 225)  # pale pink stroma
+    image[labels > 0] = (150, 60, 140)  # purple glands
+    noise = rng.normal(0, 8, image.shape)
+    image = np.clip(image + noise, 0, 255).astype(np.uint8)
+    return image, labels

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import make_synthetic_glands
+from fakes import make_synthetic_glands
 from micronet.models.weights_io import load_weights
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_train.py"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_synthetic_glands
+from fakes import make_synthetic_glands
 from micronet.data.appearance import hed_jitter, lay_on_glass
 from micronet.data.augment import AugmentConfig, AugmentParams, apply_params, draw_params
 from micronet.data.sampling import SamplingConfig, prepare_image

@@ -11,8 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import make_synthetic_glands
-from fakes import PaleGlandModel, write_pyramid
+from fakes import PaleGlandModel, make_synthetic_glands, write_pyramid
 from micronet.infer import PostprocessConfig, Segmenter
 from micronet.infer.export import SUSPECT_AREA_UM2, export_segmentation, flag_suspects
 from micronet.infer.tissue import TissueConfig, TissueMask, detect_tissue, embed_on_glass
