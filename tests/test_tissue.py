@@ -199,9 +199,10 @@ def test_glas_glands_are_tissue_and_synthetic_glass_is_not(glas_zip):
 
 @pytest.mark.slow
 @pytest.mark.data
-@pytest.mark.xfail(reason="issue 19 open: the glass-trained shipped model scores 0.78 in a slide "
-                          "on glass (0.83 without the tissue mask) against 0.92 alone "
-                          "(training_runs/cpu_recipe_w025_105min/embedded_on_glass.json)",
+@pytest.mark.xfail(reason="issue 19 open: the shipped model scores 0.75 in a slide on glass "
+                          "(0.835 without the tissue mask; the slide mask has no texture cue, "
+                          "so pale mucin is cut out) against 0.92 alone (training_runs/"
+                          "cpu_recipe_w025_105min/embedded_on_glass_rescaled_pp.json)",
                    strict=False)
 def test_glas_images_on_glass_in_a_slide_score_like_alone(glas_zip, tmp_path):
     """Six Test A images on glass in a slide: pooled object F1 within 0.03 of the images alone
