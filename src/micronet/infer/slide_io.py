@@ -79,20 +79,33 @@ class SlideReader:
     def read_scaled(self, level: int, factor: float) -> np.ndarray:
         """The whole of ``level`` resized by ``factor`` <= 1 (area interpolation). Read in
         strips, so a slide without a real pyramid never loads its full level at once."""
+        return self.read_scaled_texture(level, factor, texture=False)[0]
+
+    def read_scaled_texture(self, level: int, factor: float, texture: bool = True
+                            ) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`read_scaled` and, per output pixel, the standard deviation of the darkest
+        channel over the ``level`` pixels it covers (the tissue detector's texture cue, which a
+        pyramid level already at the output's resolution no longer holds)."""
         import cv2
 
         w, h = self.dimensions[level]
         out_w = max(1, round(w * factor))
         strip = max(1, int(round(1 / factor))) * 256
-        parts = []
+        parts, textures = [], []
         for y in range(0, h, strip):
             rows = min(strip, h - y)
             part = self.read(level, 0, y, w, rows)
+            size = (out_w, max(1, round(rows * factor)))
+            if texture:
+                grey = part.min(axis=2).astype(np.float32)
+                mean = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+                square = cv2.resize(grey * grey, size, interpolation=cv2.INTER_AREA)
+                textures.append(np.sqrt(np.maximum(square - mean * mean, 0)))
             if factor < 1:
-                part = cv2.resize(part, (out_w, max(1, round(rows * factor))),
-                                  interpolation=cv2.INTER_AREA)
+                part = cv2.resize(part, size, interpolation=cv2.INTER_AREA)
             parts.append(part)
-        return np.concatenate(parts, axis=0)
+        return (np.concatenate(parts, axis=0),
+                np.concatenate(textures, axis=0) if texture else None)
 
     def close(self) -> None:
         """Release the file."""

@@ -70,6 +70,9 @@ class TissueConfig:
             pixels half tissue, half glass leave a rim of glass inside the mask, and the
             network calls that rim a ring-shaped gland round the tissue. Tissue this close to
             its own edge is lost instead.
+        texture_mpp: a slide's texture cue is measured on its coarsest pyramid level at least
+            this fine (µm/px; level 0 when none is): a level already at ``mpp`` has no texture
+            left, and pale mucin would be cut out as glass.
     """
 
     mpp: float = 4.0
@@ -85,6 +88,7 @@ class TissueConfig:
     min_tissue_um2: float = 5_000.0
     max_hole_um2: float = 60_000.0
     shrink_um: float = 4.0
+    texture_mpp: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.mpp > 0:
@@ -161,7 +165,7 @@ def _fill_holes(tissue: np.ndarray, max_px: float, cut_edges: bool = True) -> np
 
 
 def detect_tissue(image: np.ndarray, mpp: float, config: TissueConfig | None = None,
-                  cut_edges: bool = True) -> TissueMask:
+                  cut_edges: bool = True, texture: np.ndarray | None = None) -> TissueMask:
     """Tissue of an RGB image (see the module docstring for the method).
 
     Args:
@@ -171,6 +175,9 @@ def detect_tissue(image: np.ndarray, mpp: float, config: TissueConfig | None = N
         cut_edges: the image may be a crop cut through tissue, so a pale region open to its
             edges can be a cut lumen (``False`` for whole slides: what reaches the slide's
             edge is glass).
+        texture: the texture cue (see ``TissueConfig.min_texture``) of an image already
+            shrunk to the mask's resolution, measured on finer pixels (a slide's
+            :meth:`~micronet.infer.slide_io.SlideReader.read_scaled_texture`).
 
     Returns:
         A :class:`TissueMask` at ``config.mpp`` (never coarser than the image itself).
@@ -184,12 +191,16 @@ def detect_tissue(image: np.ndarray, mpp: float, config: TissueConfig | None = N
     f = min(1.0, mpp / cfg.mpp)
     size = (max(1, round(w * f)), max(1, round(h * f)))
     small = image if f == 1.0 else cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    grey = image.min(axis=2).astype(np.float32)  # texture: std of the darkest channel per cell
-    mean = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
-    grey *= grey
-    texture = np.sqrt(np.maximum(cv2.resize(grey, size, interpolation=cv2.INTER_AREA) - mean * mean,
-                                 0))
-    del grey
+    if texture is None:  # std of the darkest channel per cell
+        grey = image.min(axis=2).astype(np.float32)
+        mean = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+        grey *= grey
+        texture = np.sqrt(np.maximum(cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+                                     - mean * mean, 0))
+        del grey
+    elif texture.shape != small.shape[:2]:
+        raise ValueError(f"texture {texture.shape} does not match the image at the mask's "
+                         f"resolution {small.shape[:2]}")
     px_um = mpp / f  # µm per mask pixel
     small = cv2.medianBlur(np.ascontiguousarray(small), 3)
     hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
@@ -225,12 +236,14 @@ def slide_tissue(reader: Any, config: TissueConfig | None = None,
     cfg = config or TissueConfig()
     w0, h0 = reader.dimensions[0]
     target = max(cfg.mpp, reader.mpp * max(w0, h0) / max_side)
-    finer = [lv for lv in range(len(reader.dimensions)) if reader.level_mpp(lv) <= target]
-    level = max(finer, key=reader.level_mpp) if finer else 0
+    levels = range(len(reader.dimensions))
+    fine = [lv for lv in levels if reader.level_mpp(lv) <= cfg.texture_mpp]
+    level = (max(fine, key=reader.level_mpp) if fine else min(levels, key=reader.level_mpp))
     w, h = reader.dimensions[level]
-    small = reader.read_scaled(level, min(1.0, reader.level_mpp(level) / target))
+    small, texture = reader.read_scaled_texture(level, min(1.0, reader.level_mpp(level) / target))
     mpp = reader.level_mpp(level) * w / small.shape[1]
-    return TissueMask(detect_tissue(small, mpp, cfg, cut_edges=False).mask, (h0, w0))
+    return TissueMask(detect_tissue(small, mpp, cfg, cut_edges=False, texture=texture).mask,
+                      (h0, w0))
 
 
 def read_tissue_mask(path: str | Path) -> np.ndarray:
