@@ -148,6 +148,10 @@ def test_unreadable_slide(tmp_path):
         make_segmenter().predict_slide(bad)
     with pytest.raises(InputError, match="not found"):
         make_segmenter().predict_slide(tmp_path / "missing.svs")
+    header_only = tmp_path / "pages.tif"  # a TIFF signature without pages: parsed lazily
+    header_only.write_bytes(b"II*\x00" + bytes(100))
+    with pytest.raises(InputError, match="pages.tif: not a readable slide"):
+        make_segmenter().predict_slide(header_only, mpp=0.5)
 
 
 def test_thumbnail_of_a_flat_tiff_is_read_in_strips(tmp_path):

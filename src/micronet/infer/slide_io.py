@@ -26,6 +26,17 @@ class SlideReader:
         if not self.path.is_file():
             raise InputError(f"{self.path}: slide file not found")
         self._slide, prefix = self._open()
+        try:
+            self._read_header(prefix, mpp)
+        except InputError:
+            self._slide.close()
+            raise
+        except Exception as exc:  # tiffslide parses lazily: a broken header fails here
+            self._slide.close()
+            raise InputError(f"{self.path}: not a readable slide ({type(exc).__name__}: "
+                             f"{exc})") from None
+
+    def _read_header(self, prefix: str, mpp: float | None) -> None:
         props = self._slide.properties
         found = props.get(f"{prefix}.mpp-x")
         if mpp is not None:
