@@ -162,3 +162,22 @@ def test_thumbnail_of_a_flat_tiff_is_read_in_strips(tmp_path):
     assert scale == pytest.approx(1200 / 256)
     expected = cv2.resize(image, (256, 192), interpolation=cv2.INTER_AREA).astype(int)
     assert np.abs(thumb[:190].astype(int) - expected[:190]).mean() < 8
+
+
+def test_scaled_reads_in_bounded_strips_equal_one_read(tmp_path, monkeypatch):
+    """read_scaled(_texture) reads whole output rows per strip; a tiny strip budget (many
+    strips of one output row) gives what one strip gives, texture included."""
+    from micronet.infer import slide_io
+
+    image, _ = purple_image((300, 300), [(150, 150, 60, 80)])
+    reader = SlideReader(write_pyramid(tmp_path / "s.tif", image, mpp=0.5), None)
+    try:
+        whole, whole_texture = reader.read_scaled_texture(0, 0.25)
+        monkeypatch.setattr(slide_io, "_STRIP_PIXELS", 1)
+        strips, strips_texture = reader.read_scaled_texture(0, 0.25)
+    finally:
+        reader.close()
+    assert whole.shape == (75, 75, 3)
+    np.testing.assert_array_equal(strips, whole)
+    assert strips_texture is not None and whole_texture is not None
+    np.testing.assert_allclose(strips_texture, whole_texture, atol=1e-3)

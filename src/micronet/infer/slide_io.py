@@ -15,6 +15,10 @@ from ..models.card import MPP_TOLERANCE
 
 __all__ = ["SLIDE_SUFFIXES", "SlideReader", "WorkingImage", "choose_level", "write_slide"]
 
+# Level pixels read at once by SlideReader.read_scaled (~100 MB of RGB): bounds memory when a
+# shrink factor is large (a slide with no pyramid level between 0.25 and 4 µm/px).
+_STRIP_PIXELS = 32 * 2**20
+
 SLIDE_SUFFIXES = {".svs", ".ndpi", ".scn", ".mrxs", ".vms", ".vmu", ".bif", ".svslide"}
 
 
@@ -99,19 +103,19 @@ class SlideReader:
         pyramid level already at the output's resolution no longer holds)."""
         import cv2
 
+        from .tissue import darkest_channel_texture
+
         w, h = self.dimensions[level]
         out_w = max(1, round(w * factor))
-        strip = max(1, int(round(1 / factor))) * 256
+        cell = max(1, int(round(1 / factor)))  # level rows per output row
+        strip = cell * max(1, min(256, _STRIP_PIXELS // (w * cell)))  # whole output rows
         parts, textures = [], []
         for y in range(0, h, strip):
             rows = min(strip, h - y)
             part = self.read(level, 0, y, w, rows)
             size = (out_w, max(1, round(rows * factor)))
             if texture:
-                grey = part.min(axis=2).astype(np.float32)
-                mean = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
-                square = cv2.resize(grey * grey, size, interpolation=cv2.INTER_AREA)
-                textures.append(np.sqrt(np.maximum(square - mean * mean, 0)))
+                textures.append(darkest_channel_texture(part, size))
             if factor < 1:
                 part = cv2.resize(part, size, interpolation=cv2.INTER_AREA)
             parts.append(part)

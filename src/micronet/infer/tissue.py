@@ -39,8 +39,8 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["TissueConfig", "TissueMask", "detect_tissue", "slide_tissue", "read_tissue_mask",
-           "embed_on_glass", "glass_layout", "Embedded"]
+__all__ = ["TissueConfig", "TissueMask", "detect_tissue", "darkest_channel_texture",
+           "slide_tissue", "read_tissue_mask", "embed_on_glass", "glass_layout", "Embedded"]
 
 
 @dataclass(frozen=True)
@@ -164,6 +164,18 @@ def _fill_holes(tissue: np.ndarray, max_px: float, cut_edges: bool = True) -> np
     return tissue | fill[labels]
 
 
+def darkest_channel_texture(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The texture cue (``TissueConfig.min_texture``): the standard deviation of an RGB image's
+    darkest channel over the pixels each cell of an area resize to ``size`` ``(w, h)`` covers."""
+    import cv2
+
+    grey = image.min(axis=2).astype(np.float32)
+    mean = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+    grey *= grey
+    square = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+    return np.sqrt(np.maximum(square - mean * mean, 0))
+
+
 def detect_tissue(image: np.ndarray, mpp: float, config: TissueConfig | None = None,
                   cut_edges: bool = True, texture: np.ndarray | None = None) -> TissueMask:
     """Tissue of an RGB image (see the module docstring for the method).
@@ -191,13 +203,8 @@ def detect_tissue(image: np.ndarray, mpp: float, config: TissueConfig | None = N
     f = min(1.0, mpp / cfg.mpp)
     size = (max(1, round(w * f)), max(1, round(h * f)))
     small = image if f == 1.0 else cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    if texture is None:  # std of the darkest channel per cell
-        grey = image.min(axis=2).astype(np.float32)
-        mean = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
-        grey *= grey
-        texture = np.sqrt(np.maximum(cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
-                                     - mean * mean, 0))
-        del grey
+    if texture is None:
+        texture = darkest_channel_texture(image, size)
     elif texture.shape != small.shape[:2]:
         raise ValueError(f"texture {texture.shape} does not match the image at the mask's "
                          f"resolution {small.shape[:2]}")
@@ -238,7 +245,7 @@ def slide_tissue(reader: Any, config: TissueConfig | None = None,
     target = max(cfg.mpp, reader.mpp * max(w0, h0) / max_side)
     levels = range(len(reader.dimensions))
     fine = [lv for lv in levels if reader.level_mpp(lv) <= cfg.texture_mpp]
-    level = (max(fine, key=reader.level_mpp) if fine else min(levels, key=reader.level_mpp))
+    level = max(fine, key=reader.level_mpp) if fine else min(levels, key=reader.level_mpp)
     w, h = reader.dimensions[level]
     small, texture = reader.read_scaled_texture(level, min(1.0, reader.level_mpp(level) / target))
     mpp = reader.level_mpp(level) * w / small.shape[1]
