@@ -123,10 +123,10 @@ def main() -> None:
 
 def _warm(spec: dict, threads: int) -> None:
     """Load the worker's model (as its first slide would)."""
-    from micronet.infer.cohort import _cache_key, _segmenter
+    from micronet.infer.cohort_tasks import warm_worker
 
     torch.set_num_threads(threads)
-    _segmenter(_cache_key(spec), spec)
+    warm_worker(spec)
 
 
 def _summary(folder: Path) -> list[dict[str, str]]:

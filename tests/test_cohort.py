@@ -404,3 +404,26 @@ def test_ctrl_c_stops_the_cluster_it_started_and_leaves_complete_outputs(
     assert sum("skipped" in line for line in lines) == 1
     assert_same(out, split_reference)
     assert not (out / ".micronet-staging").exists()
+
+
+def test_warm_worker_builds_the_segmenter_the_tasks_then_reuse(slides, tiny_weights, tmp_path):
+    from micronet.infer import cohort_tasks
+
+    def weights_spec() -> dict:  # a worker unpickles its own copy for every task
+        return {"weights": str(tiny_weights), "device": "cpu", "precision": "fp32",
+                "postprocess": PP}
+
+    warm = cohort_tasks.warm_worker(weights_spec())
+    assert cohort_tasks.warm_worker(weights_spec()) is warm  # one per spec, built once
+    row = cohort_tasks.segment_one(slides[0], "s0", tmp_path / "one",
+                                   cohort._cache_key(weights_spec()), weights_spec(), FORMATS)
+    assert "error" not in row
+    assert list(cohort_tasks._SEGMENTERS.values()) == [warm]  # the task used the warm one
+
+
+def test_megapixels_reads_slide_headers_and_leaves_broken_ones_to_their_task(slides, tmp_path):
+    bad = tmp_path / "broken.svs"
+    bad.write_bytes(b"II*\x00 not a tiff at all")
+    assert cohort._megapixels(slides[0]) == pytest.approx(192 * 256 / 1e6)
+    assert cohort._megapixels(bad) is None
+    assert cohort._megapixels(slides[-1]) is None  # a PNG tile is not a slide

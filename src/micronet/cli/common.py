@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from ..infer.runtime import DEFAULT_ARCH
+from ..models.card import DEFAULT_ARCH
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_WEIGHTS", "model_option", "weights_option", "width_option",
            "device_option", "quiet_option", "tta_option", "postprocess_option",

@@ -66,9 +66,9 @@ def save_preview(data_dir: str | os.PathLike[str], out: str | os.PathLike[str], 
         raise ValueError(f"n must be >= 1, got {n}")
     data_dir, out = Path(data_dir), Path(out)
     if patch is None:
-        from ..models import input_size
+        from ..models import DEFAULT_ARCH, input_size
 
-        patch = input_size("micronet508")
+        patch = input_size(DEFAULT_ARCH)
     dataset = open_dataset(data_dir, split)
     if len(dataset) == 0:
         raise InputError(f"{data_dir}: split {split!r} has no images")

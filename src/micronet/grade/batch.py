@@ -85,11 +85,10 @@ def grade_files(files: Sequence[Path], out: str | Path, grader: Grader, *,
                 if labels.shape != image.shape[:2]:
                     raise InputError(f"{source}: size {labels.shape[1]}x{labels.shape[0]} does "
                                      f"not match {path} ({image.shape[1]}x{image.shape[0]})")
-            elif segmenter is not None:
+            else:  # a segmenter: checked before the loop
+                assert segmenter is not None
                 source = f"segmented ({segmenter.info.name})"
                 labels = segmenter.predict(image, mpp=mpp, progress=False).labels
-            else:  # not reached: checked before the loop
-                raise MicronetError("grading needs a segmenter or a folder of label maps")
             features = image_features(labels, image, mpp=mpp or GLAS_MPP)
             result = grader.predict([features])[0]
         except (MicronetError, OSError) as exc:

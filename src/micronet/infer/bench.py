@@ -48,12 +48,12 @@ def _measure(kind: str, size: int, width: float, batch_size: int, device: str,
              queue: Any) -> None:
     import torch
 
-    from ..models import create, normalize
+    from ..models import DEFAULT_ARCH, create, normalize
     from .segmenter import Segmenter
 
     try:
         torch.manual_seed(0)
-        model = create("micronet508", width=width).eval()
+        model = create(DEFAULT_ARCH, width=width).eval()
         image = synthetic_image(size)
         base_rss = _peak_rss_mb()
         if kind == "segmenter":

@@ -226,13 +226,18 @@ def _megapixels(path: Path) -> float | None:
         return None
     try:
         reader = SlideReader(path, mpp=1.0)  # the size only: any µm/px will do
-    except Exception:  # noqa: BLE001 - a corrupt slide: its own task reports it
+    except InputError:  # missing or unreadable: its own task reports it
         return None
     try:
         width, height = reader.dimensions[0]
     finally:
         reader.close()
     return width * height / 1e6
+
+
+def _task_tag(job: _Job) -> str:
+    """The part of a slide's Dask task keys that names it: its name and a short hash."""
+    return f"{job.name}-{job.key[-8:]}"
 
 
 def _run(client: Any, jobs: dict[Path, _Job], split: Set[Path] = frozenset()
@@ -250,7 +255,7 @@ def _run(client: Any, jobs: dict[Path, _Job], split: Set[Path] = frozenset()
     waiting: dict[Any, tuple[Path, str]] = {}  # future: (input, "todo" or "done")
     held: dict[Path, list[Any]] = {}  # a split slide's plan and chunks, until merged
     for path, job in jobs.items():
-        tag = f"{job.name}-{job.key[-8:]}"
+        tag = _task_tag(job)
         if path in split:
             plan = client.submit(plan_task, path, job.key, job.spec, job.mpp, job.chunk,
                                  job.threads, key=f"micronet-plan-{tag}", pure=False)
@@ -270,7 +275,7 @@ def _run(client: Any, jobs: dict[Path, _Job], split: Set[Path] = frozenset()
                 row = {"error": _failure(path, exc)}
             if stage == "todo" and "todo" in row:
                 job, plan = jobs[path], held[path][0]
-                tag = f"{job.name}-{job.key[-8:]}"
+                tag = _task_tag(job)
                 parts = [client.submit(chunk_task, plan, i, job.key, job.spec, job.threads,
                                        key=f"micronet-chunk-{tag}-{i}", pure=False)
                          for i in row["todo"]]

@@ -22,7 +22,7 @@ from .slide import DEFAULT_CHUNK, merge_chunks, plan_slide, segment_chunk, write
 if TYPE_CHECKING:
     from .segmenter import Segmenter
 
-__all__ = ["STAGING", "segment_one", "plan_task", "chunk_task", "merge_task"]
+__all__ = ["STAGING", "warm_worker", "segment_one", "plan_task", "chunk_task", "merge_task"]
 
 STAGING = ".micronet-staging"
 
@@ -47,6 +47,15 @@ def _cache_key(spec: Mapping[str, Any]) -> str:
     import cloudpickle
 
     return hashlib.sha1(cloudpickle.dumps(dict(spec))).hexdigest()[:16]
+
+
+
+def warm_worker(spec: Mapping[str, Any]) -> Segmenter:
+    """Build (or reuse) this worker's Segmenter for ``spec`` now, as its first slide would:
+    e.g. ``client.run(warm_worker, spec)`` so model loading is not timed with the first slide.
+    ``spec`` should name weights (a name or path): a model object pickles differently on each
+    trip, so the tasks' specs would not find the warm one."""
+    return _segmenter(_cache_key(spec), spec)
 
 
 def _worker_address() -> str:

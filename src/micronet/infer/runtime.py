@@ -28,7 +28,7 @@ from torch import nn
 
 from .._device import cpu_has_native_bf16, resolve_device, resolve_precision
 from ..errors import MicronetError
-from ..models.card import DEFAULT_MPP, WeightsCard, metadata_mpp
+from ..models.card import DEFAULT_ARCH, DEFAULT_MPP, WeightsCard, metadata_mpp
 from .run_folder import RunFolder
 
 __all__ = ["WeightsCard", "DEFAULT_MPP", "load_weights_file", "resolve_model", "resolve_device",
@@ -75,10 +75,6 @@ def load_weights_file(path: str | Path, *, with_info: bool = False
     load_state_into(model, state, str(path))
     model.eval()
     return (model, card) if with_info else model
-
-
-#: The architecture built when neither a model nor weights name one.
-DEFAULT_ARCH = "micronet508"
 
 
 def resolve_model(model: str | nn.Module | None, width: float | None,

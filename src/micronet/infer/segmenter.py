@@ -287,9 +287,10 @@ class Segmenter:
         maps, tissue = self.labelling_maps(inference)
         if factor != 1.0 and probs is not None:
             probs = resize_probabilities(probs, image.shape[:2])
-        labels = label_glands(maps, self.postprocess_at(mpp or self.info.input_mpp))
+        labelled_mpp = mpp or self.info.input_mpp  # no mpp given: the model's own
+        labels = label_glands(maps, self.postprocess_at(labelled_mpp))
         glands = measure_glands(labels, image, mpp)
-        flag_suspects(glands, mpp or self.info.input_mpp)
+        flag_suspects(glands, labelled_mpp)
         return Segmentation(labels, probs, glands, mpp, tissue)
 
     def labelling_maps(self, inference: Inference) -> tuple[ClassMaps, TissueMask | None]:

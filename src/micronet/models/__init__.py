@@ -15,13 +15,13 @@ import torch
 from ..errors import MicronetError
 from ._pretrained import get_pretrained, list_pretrained, load_pretrained, weights_dir
 from ._registry import get_builder, list_models, register_model
-from .card import DEFAULT_MPP, WeightsCard
+from .card import DEFAULT_ARCH, DEFAULT_MPP, WeightsCard
 from .micronet import MicroNet, MicroNetOutput, MicroNetSpec
 
 __all__ = ["create", "list_models", "list_pretrained", "register_model", "MicroNet",
-           "MicroNetOutput", "MicroNetSpec", "WeightsCard", "DEFAULT_MPP", "get_pretrained",
-           "load_pretrained", "load_init_weights", "weights_dir", "input_size", "normalize",
-           "count_parameters", "count_flops"]
+           "MicroNetOutput", "MicroNetSpec", "WeightsCard", "DEFAULT_ARCH", "DEFAULT_MPP",
+           "get_pretrained", "load_pretrained", "load_init_weights", "weights_dir", "input_size",
+           "normalize", "count_parameters", "count_flops"]
 
 
 def create(name: str, width: float | None = None, num_classes: int | None = None,

@@ -23,9 +23,12 @@ from torch import nn
 
 from ..errors import MicronetError
 
-__all__ = ["DEFAULT_MPP", "MPP_TOLERANCE", "WeightsCard", "model_options", "metadata_mpp"]
+__all__ = ["DEFAULT_ARCH", "DEFAULT_MPP", "MPP_TOLERANCE", "WeightsCard", "model_options",
+           "metadata_mpp"]
 
 #: µm/px of GlaS (20× Zeiss MIRAX MIDI scans): weights that do not say otherwise work at this.
+#: The architecture meant when a config, card or command names none: the paper's Micro-Net-508.
+DEFAULT_ARCH = "micronet508"
 DEFAULT_MPP = 0.62
 
 #: Resolutions within this relative difference count as the same (no resampling, same level).
@@ -87,7 +90,7 @@ class WeightsCard:
         file, sha256: the shipped file and its checksum.
     """
 
-    arch: str = "micronet508"
+    arch: str = DEFAULT_ARCH
     width: float = 1.0
     num_classes: int = 3
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)

@@ -16,7 +16,7 @@ from typing import Any, cast
 import torch
 
 from .._device import resolve_device, resolve_precision
-from ..models import count_flops, create
+from ..models import DEFAULT_ARCH, count_flops, create
 from .step import training_step
 
 __all__ = ["StepTiming", "bench_train", "time_steps", "BF16_PEAK_TFLOPS"]
@@ -83,7 +83,7 @@ def _time_steps(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor,
 
 def bench_train(width: float = 0.125, batch_size: int = 2, device: str = "auto",
                 steps: int = 3, warmup: int = 1, compile_: bool = False,
-                model_name: str = "micronet508") -> dict[str, Any]:
+                model_name: str = DEFAULT_ARCH) -> dict[str, Any]:
     """Time naive and optimised training steps; returns figures and the speed-up ratio."""
     dev = resolve_device(device)
     torch.manual_seed(0)

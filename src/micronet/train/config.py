@@ -17,6 +17,7 @@ from ..data.targets import DEFAULT_CONTOUR_WIDTH
 from ..errors import MicronetError
 from ..infer.runtime import DEFAULT_MPP
 from ..models.blocks import ACTIVATIONS, NORMS
+from ..models.card import DEFAULT_ARCH
 from ..models.micronet import UPSAMPLE_INITS
 
 __all__ = ["ModelConfig", "DataConfig", "ScheduleConfig", "RunConfig", "TrainConfig",
@@ -41,7 +42,7 @@ _CHOICES = {"model.upsample_init": UPSAMPLE_INITS, "model.norm": NORMS, "model.a
 class ModelConfig:
     """Architecture. ``width`` 0.125 trains on a 2-core CPU; the paper's model is width 1."""
 
-    name: str = "micronet508"
+    name: str = DEFAULT_ARCH
     width: float = 0.125
     num_classes: int = 3
     dropout: float = 0.5  # the paper's dropout before the auxiliary and fused classifiers
