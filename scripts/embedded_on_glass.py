@@ -8,6 +8,7 @@ canvas is shared by both settings; the slide path runs twice.
 
     python scripts/embedded_on_glass.py --glas ../shared/glas/warwick_qu_*.zip
     python scripts/embedded_on_glass.py --glas data/glas --weights runs/new --out glass.json
+    python scripts/embedded_on_glass.py --glas data/glas --images testA   # all 60 Test A images
 
 ``--glas`` is the official release zip or a ``micronet data glas`` import folder.
 """
@@ -65,10 +66,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--glas", type=Path, required=True)
     parser.add_argument("--weights", default="glas")
-    parser.add_argument("--images", nargs="+", default=SIX)
+    parser.add_argument("--images", nargs="+", default=SIX,
+                        help="GlaS image names (default: six of Test A), or testA or testB")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.images in (["testA"], ["testB"]):  # a whole test part
+        part = args.images[0]
+        args.images = [f"{part}_{i}" for i in range(1, (60 if part == "testA" else 20) + 1)]
     pairs = read_pairs(args.glas, args.images)
     truths = [t for _, t in pairs]
     seg = Segmenter(weights=args.weights, device=args.device)
@@ -77,9 +82,13 @@ def main() -> None:
     crops = [(slice(y, y + h), slice(x, x + w)) for y, x, h, w in glass.boxes]
     canvas = both(seg, glass.image)
     result: dict[str, object] = {"weights": args.weights, "images": args.images}
+    per_image: dict[str, dict[str, float]] = {name: {} for name in args.images}
     for key in ("off", "on"):
         result[f"alone_{key}"] = f1(truths, [a[key] for a in alone])
         result[f"canvas_{key}"] = f1(truths, [canvas[key][c] for c in crops])
+        for name, truth, a, c in zip(args.images, truths, alone, crops, strict=True):
+            per_image[name][f"alone_{key}"] = f1([truth], [a[key]])
+            per_image[name][f"canvas_{key}"] = f1([truth], [canvas[key][c]])
     with tempfile.TemporaryDirectory() as tmp:
         path = write_slide(Path(tmp) / "glass.tif", glass.image, 0.62)
         for key, config in (("off", None), ("on", TissueConfig())):
@@ -87,6 +96,8 @@ def main() -> None:
             slide = seg.predict_slide(path, progress=False)
             labels = rasterize_polygons(slide.polygons, glass.image.shape[:2])
             result[f"slide_{key}"] = f1(truths, [labels[c] for c in crops])
+            for name, truth, c in zip(args.images, truths, crops, strict=True):
+                per_image[name][f"slide_{key}"] = f1([truth], [labels[c]])
             result[f"slide_{key}_glands"] = slide.num_glands
             result[f"slide_{key}_suspect"] = sum(g["suspect"] for g in slide.glands)
     bordered = embed_on_glass([pairs[0][0]], gap=200)
@@ -99,6 +110,7 @@ def main() -> None:
         result[f"border_{key}_largest_fraction"] = round(
             float(counts.max() / labels.size) if len(ids) else 0.0, 4)
     result["border_image"] = args.images[0]
+    result["per_image"] = per_image  # pooled scores move by a gland or two: see which
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
