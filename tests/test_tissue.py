@@ -260,3 +260,17 @@ def test_rasterized_polygons_give_back_the_labels():
     truth[90:120, 90:120], truth[100:110, 100:110] = 7, 0
     exact = rasterize_polygons(gland_polygons(truth, tolerance=0), truth.shape)
     np.testing.assert_array_equal(exact, truth)
+
+
+def test_a_given_texture_is_used_at_the_image_size_whatever_the_rounding():
+    """A slide's shrunk level comes out a hair finer than TissueConfig.mpp (its width is
+    rounded); a tall one was resized again, 2,128 rows to 2,127, and no longer matched its
+    texture (a six-column-tall slide of GlaS images on glass failed this way)."""
+    image, _ = make_synthetic_glands(64)
+    tall = np.ascontiguousarray(np.tile(image, (34, 8, 1))[:2128, :460])
+    texture = np.zeros(tall.shape[:2], np.float32)
+    mask = detect_tissue(tall, 3.999, texture=texture)
+    assert mask.mask.shape == tall.shape[:2]
+    assert mask.full().mean() == pytest.approx(detect_tissue(tall, 4.0).full().mean(), abs=0.02)
+    with pytest.raises(ValueError, match="does not match"):
+        detect_tissue(tall, 4.0, texture=texture[1:])

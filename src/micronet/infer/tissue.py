@@ -188,8 +188,8 @@ def detect_tissue(image: np.ndarray, mpp: float, config: TissueConfig | None = N
             edges can be a cut lumen (``False`` for whole slides: what reaches the slide's
             edge is glass).
         texture: the texture cue (see ``TissueConfig.min_texture``) of an image already
-            shrunk to the mask's resolution, measured on finer pixels (a slide's
-            :meth:`~micronet.infer.slide_io.SlideReader.read_scaled_texture`).
+            shrunk to about the mask's resolution (then not resized again), measured on finer
+            pixels (a slide's :meth:`~micronet.infer.slide_io.SlideReader.read_scaled_texture`).
 
     Returns:
         A :class:`TissueMask` at ``config.mpp`` (never coarser than the image itself).
@@ -200,14 +200,16 @@ def detect_tissue(image: np.ndarray, mpp: float, config: TissueConfig | None = N
     if not mpp > 0:
         raise InputError(f"mpp must be a positive number of µm per pixel, got {mpp}")
     h, w = image.shape[:2]
-    f = min(1.0, mpp / cfg.mpp)
+    if texture is not None:  # already shrunk: used as is (its µm/px rounds near cfg.mpp)
+        if texture.shape != (h, w):
+            raise ValueError(f"texture {texture.shape} does not match the image {(h, w)}")
+        f = 1.0
+    else:
+        f = min(1.0, mpp / cfg.mpp)
     size = (max(1, round(w * f)), max(1, round(h * f)))
     small = image if f == 1.0 else cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     if texture is None:
         texture = darkest_channel_texture(image, size)
-    elif texture.shape != small.shape[:2]:
-        raise ValueError(f"texture {texture.shape} does not match the image at the mask's "
-                         f"resolution {small.shape[:2]}")
     px_um = mpp / f  # µm per mask pixel
     small = cv2.medianBlur(np.ascontiguousarray(small), 3)
     hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
