@@ -49,7 +49,6 @@ def _cache_key(spec: Mapping[str, Any]) -> str:
     return hashlib.sha1(cloudpickle.dumps(dict(spec))).hexdigest()[:16]
 
 
-
 def warm_worker(spec: Mapping[str, Any]) -> Segmenter:
     """Build (or reuse) this worker's Segmenter for ``spec`` now, as its first slide would:
     e.g. ``client.run(warm_worker, spec)`` so model loading is not timed with the first slide.

@@ -200,16 +200,15 @@ def detect_tissue(image: np.ndarray, mpp: float, config: TissueConfig | None = N
     if not mpp > 0:
         raise InputError(f"mpp must be a positive number of µm per pixel, got {mpp}")
     h, w = image.shape[:2]
-    if texture is not None:  # already shrunk: used as is (its µm/px rounds near cfg.mpp)
-        if texture.shape != (h, w):
-            raise ValueError(f"texture {texture.shape} does not match the image {(h, w)}")
-        f = 1.0
-    else:
-        f = min(1.0, mpp / cfg.mpp)
-    size = (max(1, round(w * f)), max(1, round(h * f)))
-    small = image if f == 1.0 else cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     if texture is None:
+        f = min(1.0, mpp / cfg.mpp)
+        size = (max(1, round(w * f)), max(1, round(h * f)))
+        small = image if f == 1.0 else cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         texture = darkest_channel_texture(image, size)
+    elif texture.shape == (h, w):  # already shrunk: used as is (its µm/px rounds near cfg.mpp)
+        f, small = 1.0, image
+    else:
+        raise ValueError(f"texture {texture.shape} does not match the image {(h, w)}")
     px_um = mpp / f  # µm per mask pixel
     small = cv2.medianBlur(np.ascontiguousarray(small), 3)
     hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)

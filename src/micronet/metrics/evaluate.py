@@ -56,6 +56,8 @@ class ImageSegmenter(Protocol):
     def predict(self, image: np.ndarray) -> Labelled:
         """Segment an ``(H, W, 3) uint8`` RGB image."""
         ...
+
+
 ALL_IMAGES = "all"
 PathLike = str | os.PathLike[str]
 

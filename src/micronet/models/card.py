@@ -26,9 +26,10 @@ from ..errors import MicronetError
 __all__ = ["DEFAULT_ARCH", "DEFAULT_MPP", "MPP_TOLERANCE", "WeightsCard", "model_options",
            "metadata_mpp"]
 
-#: µm/px of GlaS (20× Zeiss MIRAX MIDI scans): weights that do not say otherwise work at this.
 #: The architecture meant when a config, card or command names none: the paper's Micro-Net-508.
 DEFAULT_ARCH = "micronet508"
+
+#: µm/px of GlaS (20× Zeiss MIRAX MIDI scans): weights that do not say otherwise work at this.
 DEFAULT_MPP = 0.62
 
 #: Resolutions within this relative difference count as the same (no resampling, same level).

@@ -15,9 +15,8 @@ from typing import Any, get_args, get_type_hints
 
 from ..data.targets import DEFAULT_CONTOUR_WIDTH
 from ..errors import MicronetError
-from ..infer.runtime import DEFAULT_MPP
 from ..models.blocks import ACTIVATIONS, NORMS
-from ..models.card import DEFAULT_ARCH
+from ..models.card import DEFAULT_ARCH, DEFAULT_MPP
 from ..models.micronet import UPSAMPLE_INITS
 
 __all__ = ["ModelConfig", "DataConfig", "ScheduleConfig", "RunConfig", "TrainConfig",
