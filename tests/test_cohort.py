@@ -416,7 +416,7 @@ def test_warm_worker_builds_the_segmenter_the_tasks_then_reuse(slides, tiny_weig
     warm = cohort_tasks.warm_worker(weights_spec())
     assert cohort_tasks.warm_worker(weights_spec()) is warm  # one per spec, built once
     row = cohort_tasks.segment_one(slides[0], "s0", tmp_path / "one",
-                                   cohort._cache_key(weights_spec()), weights_spec(), FORMATS)
+                                   cohort.spec_key(weights_spec()), weights_spec(), FORMATS)
     assert "error" not in row
     assert list(cohort_tasks._SEGMENTERS.values()) == [warm]  # the task used the warm one
 

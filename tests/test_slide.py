@@ -181,3 +181,19 @@ def test_scaled_reads_in_bounded_strips_equal_one_read(tmp_path, monkeypatch):
     np.testing.assert_array_equal(strips, whole)
     assert strips_texture is not None and whole_texture is not None
     np.testing.assert_allclose(strips_texture, whole_texture, atol=1e-3)
+
+
+def test_scaled_reads_in_strips_add_up_to_the_scaled_height(tmp_path, monkeypatch):
+    """With 1/factor not a whole number, strips of a few rows each still add up to
+    round(h * factor) rows (rounding each strip alone gave 100 rows for 300 × 0.3)."""
+    from micronet.infer import slide_io
+
+    image, _ = purple_image((300, 200), [(150, 100, 60, 80)])
+    reader = SlideReader(write_pyramid(tmp_path / "s.tif", image, mpp=0.5), None)
+    monkeypatch.setattr(slide_io, "_STRIP_PIXELS", 1)
+    try:
+        pixels, texture = reader.read_scaled_texture(0, 0.3)
+    finally:
+        reader.close()
+    assert pixels.shape[:2] == (90, 60)
+    assert texture is not None and texture.shape == (90, 60)

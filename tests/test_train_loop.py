@@ -229,6 +229,11 @@ def test_tune_writes_postprocess_that_segmenter_uses(pairs_dir, tmp_path):
     record = json.loads((tmp_path / "dice.json").read_text())
     assert record["objective"] == "dice"
     assert record["table"][0]["dice"] == max(r["dice"] for r in record["table"])
+    assert record["tta"] == 1 and tuned["tta"] == 1
+    # tuned on maps averaged over the 8 test-time transforms, and says so
+    assert main(["tune", "--weights", str(run), "--data", str(pairs_dir), "--device", "cpu",
+                 "--tta", "--out", str(tmp_path / "tta.json")]) == 0
+    assert json.loads((tmp_path / "tta.json").read_text())["tta"] == 8
     assert main(["tune", "--weights", str(run), "--data", str(pairs_dir), "--objective", "hd"]) \
         == 1
 

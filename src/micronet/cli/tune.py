@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from .common import device_option, quiet_option
+from .common import device_option, quiet_option, tta_option
 
 if TYPE_CHECKING:
     from ..data.datasets import GlaSDataset, ImageFolderDataset
@@ -43,6 +43,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             help="f1 (object F1: detection), dice (object Dice: gland shapes; keeps small "
                  "glands) or f1+dice (their mean)."),
         device: str = device_option(),
+        tta: bool = tta_option(),
         quiet: bool = quiet_option(),
         write: bool = typer.Option(True, "--write/--no-write",
                                    help="Write postprocess.json beside the weights."),
@@ -74,7 +75,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             raise MicronetError(f"{data}: no held-out images (val_fraction={val_fraction})")
         index = {n: i for i, n in enumerate(dataset.names)}
         items = [dataset[index[n]] for n in val_names]
-        segmenter = Segmenter(weights=weights, device=device, postprocess={})
+        segmenter = Segmenter(weights=weights, device=device, postprocess={}, tta=tta)
         best, table = tune_on_images(segmenter, [it["image"] for it in items],
                                      [it["labels"] for it in items], objective=objective)
         for row in table[:5]:
@@ -83,9 +84,11 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         kind = "held-out" if images == "holdout" else f"{split} (held-out and trained-on)"
         typer.echo(f"best on {len(val_names)} {kind} images: {best.__dict__}")
         if out is not None:
-            typer.echo(str(write_postprocess(out, best, table, val_names, objective)))
+            typer.echo(str(write_postprocess(out, best, table, val_names, objective,
+                                              len(segmenter.transforms))))
         elif write:
-            typer.echo(str(run.write_postprocess(best, table, val_names, objective)))
+            typer.echo(str(run.write_postprocess(best, table, val_names, objective,
+                                                  len(segmenter.transforms))))
 
 
 def _held_out(run: RunFolder, dataset: Dataset, data: Path, val_fraction: float | None,

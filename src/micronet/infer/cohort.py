@@ -27,14 +27,14 @@ from ..errors import InputError, MicronetError
 from .batch import expand_inputs, is_slide, output_names
 from .cohort_tasks import (
     STAGING,
-    _cache_key,
-    _failure,
-    _segmenter,
     chunk_task,
     chunks_todo,
+    failure_line,
     merge_task,
     plan_task,
     segment_one,
+    spec_key,
+    worker_segmenter,
 )
 from .slide import DEFAULT_CHUNK
 
@@ -106,7 +106,7 @@ def _settings_of(key: str, spec: Mapping[str, Any], mpps: Sequence[float | None]
     builds the model: what decides whether earlier outputs can be kept."""
     from .batch import run_settings
 
-    segmenter = _segmenter(key, spec)
+    segmenter = worker_segmenter(key, spec)
     return {m: run_settings(segmenter, m) for m in mpps}
 
 
@@ -157,7 +157,7 @@ def segment_cohort(inputs: Sequence[str | Path], out: str | Path,
         console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
     if not files:
         return errors
-    key = _cache_key(spec)
+    key = spec_key(spec)
     wanted = {f: mpps.get(f, mpp) for f in files}
     probe = (key, spec, sorted(set(wanted.values()), key=lambda m: (m is not None, m)))
     settings = (_settings_of(*probe) if client is None
@@ -272,7 +272,7 @@ def _run(client: Any, jobs: dict[Path, _Job], split: Set[Path] = frozenset()
             try:
                 row = future.result()
             except Exception as exc:  # noqa: BLE001 - KilledWorker, CancelledError, ...
-                row = {"error": _failure(path, exc)}
+                row = {"error": failure_line(path, exc)}
             if stage == "todo" and "todo" in row:
                 job, plan = jobs[path], held[path][0]
                 tag = _task_tag(job)

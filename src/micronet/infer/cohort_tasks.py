@@ -22,7 +22,8 @@ from .slide import DEFAULT_CHUNK, merge_chunks, plan_slide, segment_chunk, write
 if TYPE_CHECKING:
     from .segmenter import Segmenter
 
-__all__ = ["STAGING", "warm_worker", "segment_one", "plan_task", "chunk_task", "merge_task"]
+__all__ = ["STAGING", "warm_worker", "worker_segmenter", "spec_key", "failure_line", "segment_one",
+           "plan_task", "chunk_task", "merge_task"]
 
 STAGING = ".micronet-staging"
 
@@ -30,7 +31,7 @@ _SEGMENTERS: dict[str, Segmenter] = {}
 T = TypeVar("T")
 
 
-def _segmenter(key: str, spec: Mapping[str, Any]) -> Segmenter:
+def worker_segmenter(key: str, spec: Mapping[str, Any]) -> Segmenter:
     """The worker's Segmenter for ``spec`` (built on first use, then kept: one per worker)."""
     if key not in _SEGMENTERS:
         from .segmenter import Segmenter
@@ -40,7 +41,7 @@ def _segmenter(key: str, spec: Mapping[str, Any]) -> Segmenter:
     return _SEGMENTERS[key]
 
 
-def _cache_key(spec: Mapping[str, Any]) -> str:
+def spec_key(spec: Mapping[str, Any]) -> str:
     """Names a segmenter spec in the workers' cache (the same spec: the same model)."""
     import hashlib
 
@@ -54,7 +55,7 @@ def warm_worker(spec: Mapping[str, Any]) -> Segmenter:
     e.g. ``client.run(warm_worker, spec)`` so model loading is not timed with the first slide.
     ``spec`` should name weights (a name or path): a model object pickles differently on each
     trip, so the tasks' specs would not find the warm one."""
-    return _segmenter(_cache_key(spec), spec)
+    return worker_segmenter(spec_key(spec), spec)
 
 
 def _worker_address() -> str:
@@ -75,12 +76,12 @@ def segment_one(path: Path, name: str, out: Path, key: str, spec: Mapping[str, A
     start = time.perf_counter()
     try:
         _set_threads(threads)
-        segmenter = _segmenter(key, spec)
+        segmenter = worker_segmenter(key, spec)
         row, outputs = _publish(out, name, lambda staging: _segment_into(
             segmenter, path, name, staging, tuple(formats), mpp, chunk))
         row["outputs"] = outputs
     except Exception as exc:  # noqa: BLE001 - one slide's failure must not stop the cohort
-        row = {"error": _failure(path, exc)}
+        row = {"error": failure_line(path, exc)}
     row.update(seconds=round(time.perf_counter() - start, 2), worker=_worker_address())
     return row
 
@@ -92,7 +93,7 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _failure(path: Path, exc: BaseException) -> str:
+def failure_line(path: Path, exc: BaseException) -> str:
     """The one-line error of an input."""
     from .batch import _error_line
 
@@ -143,10 +144,10 @@ def plan_task(path: Path, key: str, spec: Mapping[str, Any], mpp: float | None, 
     start = time.perf_counter()
     try:
         _set_threads(threads)
-        row: dict[str, Any] = {"plan": plan_slide(_segmenter(key, spec), path, mpp=mpp,
+        row: dict[str, Any] = {"plan": plan_slide(worker_segmenter(key, spec), path, mpp=mpp,
                                                   chunk=chunk)}
     except Exception as exc:  # noqa: BLE001 - one slide's failure must not stop the cohort
-        row = {"error": _failure(path, exc)}
+        row = {"error": failure_line(path, exc)}
     row.update(seconds=time.perf_counter() - start, worker=_worker_address())
     return row
 
@@ -164,7 +165,7 @@ def chunk_task(planned: Mapping[str, Any], index: int, key: str, spec: Mapping[s
     ``worker`` (an error is raised: the merge task, and so the slide, fails with it)."""
     start = time.perf_counter()
     _set_threads(threads)
-    part = segment_chunk(_segmenter(key, spec), planned["plan"], index)
+    part = segment_chunk(worker_segmenter(key, spec), planned["plan"], index)
     return {"chunk": part, "seconds": time.perf_counter() - start, "worker": _worker_address()}
 
 
@@ -181,7 +182,7 @@ def merge_task(planned: Mapping[str, Any], chunks: Sequence[Mapping[str, Any]], 
         row = {**summary_row(path, name, "slide", result.glands, *result.dimensions,
                              result.mpp), "outputs": outputs, "chunks": len(chunks)}
     except Exception as exc:  # noqa: BLE001 - one slide's failure must not stop the cohort
-        row = {"error": _failure(path, exc)}
+        row = {"error": failure_line(path, exc)}
     seconds = planned["seconds"] + sum(part["seconds"] for part in chunks)
     workers = {planned["worker"], _worker_address(), *(part["worker"] for part in chunks)}
     row.update(seconds=round(seconds + time.perf_counter() - start, 2),

@@ -33,12 +33,12 @@ __all__ = ["RunFolder", "read_postprocess", "write_postprocess"]
 
 def write_postprocess(path: str | os.PathLike[str], config: PostprocessConfig,
                       table: Sequence[Mapping[str, Any]], names: Sequence[str],
-                      objective: str = "f1") -> Path:
+                      objective: str = "f1", tta: int = 1) -> Path:
     """Write ``path`` (a run's ``postprocess.json``): the tuned values, what they maximise, the
-    images used, and the top rows of the grid."""
+    images used, how many test-time transforms the maps averaged, and the top rows of the grid."""
     path = Path(path)
-    record = {"postprocess": asdict(config), "objective": objective, "tuned_on": list(names),
-              "table": list(table[:10])}
+    record = {"postprocess": asdict(config), "objective": objective, "tta": tta,
+              "tuned_on": list(names), "table": list(table[:10])}
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(record, indent=1) + "\n")
     return path
@@ -175,10 +175,10 @@ class RunFolder:
         return read_postprocess(self.postprocess) if self.postprocess.is_file() else None
 
     def write_postprocess(self, config: PostprocessConfig, table: Sequence[Mapping[str, Any]],
-                          names: Sequence[str], objective: str = "f1") -> Path:
+                          names: Sequence[str], objective: str = "f1", tta: int = 1) -> Path:
         """Write ``postprocess.json`` (see :func:`write_postprocess`)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        return write_postprocess(self.postprocess, config, table, names, objective)
+        return write_postprocess(self.postprocess, config, table, names, objective, tta)
 
     def append_log(self, record: Mapping[str, Any]) -> None:
         """Add one record to ``log.jsonl``."""

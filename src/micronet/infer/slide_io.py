@@ -106,14 +106,16 @@ class SlideReader:
         from .tissue import darkest_channel_texture
 
         w, h = self.dimensions[level]
-        out_w = max(1, round(w * factor))
+        out_w, out_h = max(1, round(w * factor)), max(1, round(h * factor))
         cell = max(1, int(round(1 / factor)))  # level rows per output row
-        strip = cell * max(1, min(256, _STRIP_PIXELS // (w * cell)))  # whole output rows
+        strip = max(1, min(256, _STRIP_PIXELS // (w * cell)))  # output rows per strip
         parts, textures = [], []
-        for y in range(0, h, strip):
-            rows = min(strip, h - y)
-            part = self.read(level, 0, y, w, rows)
-            size = (out_w, max(1, round(rows * factor)))
+        for r0 in range(0, out_h, strip):  # strips of whole output rows: they add up to out_h
+            r1 = min(r0 + strip, out_h)
+            y0 = min(round(r0 / factor), h - 1)
+            y1 = h if r1 == out_h else max(round(r1 / factor), y0 + 1)
+            part = self.read(level, 0, y0, w, y1 - y0)
+            size = (out_w, r1 - r0)
             if texture:
                 textures.append(darkest_channel_texture(part, size))
             if factor < 1:
