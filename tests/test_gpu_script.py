@@ -33,7 +33,8 @@ def test_gpu_script_trains_resumes_and_exports_fp16_shards(tmp_path: Path):
     run, out = tmp_path / "run", tmp_path / "export"
     common = ["--minutes", "0.05", "--device", "cpu"]
     overrides = ["model.name=micronet252", "data.patch_size=280", "data.crop_size=252",
-                 "data.val_fraction=0.25", "run.threads=1", "run.checkpoint_every=1"]
+                 "data.val_fraction=0.25", "run.threads=1", "run.checkpoint_every=1",
+                 "run.log_every=1"]  # a log line per step: a slow CPU may stop before step 10
     first = [sys.executable, str(SCRIPT), "--data", str(data), "--out", str(run), "--width",
              "0.0625", "--batch-size", "1", "--epochs", "2", "--workers", "0",
              "--budget-minutes", "0.2", *common, *[a for o in overrides for a in ("--set", o)]]
