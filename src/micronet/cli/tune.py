@@ -83,12 +83,11 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                                  for k, v in row.items()))
         kind = "held-out" if images == "holdout" else f"{split} (held-out and trained-on)"
         typer.echo(f"best on {len(val_names)} {kind} images: {best.__dict__}")
+        views = len(segmenter.transforms)  # 8 with --tta: recorded beside the values
         if out is not None:
-            typer.echo(str(write_postprocess(out, best, table, val_names, objective,
-                                              len(segmenter.transforms))))
+            typer.echo(str(write_postprocess(out, best, table, val_names, objective, views)))
         elif write:
-            typer.echo(str(run.write_postprocess(best, table, val_names, objective,
-                                                  len(segmenter.transforms))))
+            typer.echo(str(run.write_postprocess(best, table, val_names, objective, views)))
 
 
 def _held_out(run: RunFolder, dataset: Dataset, data: Path, val_fraction: float | None,

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .segmenter import Inference, Segmenter
 
 __all__ = ["SUMMARY_COLUMNS", "is_slide", "expand_inputs", "gather_inputs", "output_names",
-           "summary_row", "run_settings", "segment_files", "segment_inputs"]
+           "summary_row", "run_settings", "error_line", "segment_files", "segment_inputs"]
 
 
 def is_slide(path: Path) -> bool:
@@ -217,7 +217,7 @@ def segment_files(files: Sequence[Path], out: Path, segmenter: Segmenter,
     pending: list[tuple[Path, str, float, Future[tuple[dict[str, Any], list[Path]]]]] = []
 
     def fail(path: Path, name: str, exc: Exception) -> None:
-        errors.append(_error_line(path, exc))
+        errors.append(error_line(path, exc))
         console.print(f"[bold red]error:[/] {errors[-1]}", highlight=False, soft_wrap=True)
         folder.failed(path, name, errors[-1])
 
@@ -323,7 +323,7 @@ def _renamed(path: Path, name: str) -> str:
     return f" (outputs {name}_*)" if name != path.stem else ""
 
 
-def _error_line(path: Path, exc: Exception) -> str:
+def error_line(path: Path, exc: Exception) -> str:
     """One line naming the input and the problem."""
     if isinstance(exc, OSError):
         return f"{path}: {exc.strerror or exc}"

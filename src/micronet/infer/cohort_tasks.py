@@ -95,10 +95,10 @@ def _set_threads(threads: int | None) -> None:
 
 def failure_line(path: Path, exc: BaseException) -> str:
     """The one-line error of an input."""
-    from .batch import _error_line
+    from .batch import error_line
 
     if isinstance(exc, (MicronetError, OSError)):
-        return _error_line(path, exc)
+        return error_line(path, exc)
     return f"{path}: {type(exc).__name__}: {exc}"
 
 
