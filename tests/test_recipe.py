@@ -45,6 +45,8 @@ def test_recipe_options_are_validated() -> None:
         apply_overrides(TrainConfig(), ["schedule.lr_schedule=linear"])
     with pytest.raises(Exception, match="data.glass_p"):
         apply_overrides(TrainConfig(), ["data.glass_p=2"])
+    with pytest.raises(Exception, match="schedule.dice_weight"):
+        apply_overrides(TrainConfig(), ["schedule.dice_weight=-1"])
     cfg = apply_overrides(TrainConfig(), ["data.mpp=1.24"])
     assert cfg.data.train_mpp == 1.24 and cfg.data.scale == pytest.approx(0.5)
 
@@ -124,6 +126,7 @@ def test_recipe_trains_on_a_budget_and_records_its_resolution(pairs_dir, tmp_pat
                  "data.root": str(pairs_dir), "data.mpp": "1.24", "data.patch_size": "140",
                  "data.crop_size": "252", "data.stain_p": "1", "data.zoom": "0.2",
                  "data.glass_p": "0.5", "data.val_fraction": "0.25",
+                 "schedule.dice_weight": "0.5",
                  "schedule.optimizer": "adamw", "schedule.lr_schedule": "cosine",
                  "schedule.warmup_steps": "2", "schedule.budget_min": "0.05",
                  "schedule.steps_per_epoch": "30", "schedule.batch_size": "1",
@@ -139,7 +142,7 @@ def test_recipe_trains_on_a_budget_and_records_its_resolution(pairs_dir, tmp_pat
     epochs = [r for r in steps if r["type"] == "epoch"]
     assert epochs[-1]["total_steps"] == result.step == last["step"]  # stopped where it planned
     assert last["lr"] == pytest.approx(1e-5)  # the floor, at the last step
-    assert math.isfinite(last["loss"])
+    assert math.isfinite(last["loss"]) and 0 <= last["dice"] <= 1  # the Dice term is on
     _, meta = load_weights(result.run_dir / "best.safetensors")
     assert float(meta["mpp"]) == 1.24 and float(meta["input_mpp"]) == 0.62
     seg = Segmenter(model="micronet252", weights=result.run_dir, device="cpu")

@@ -14,7 +14,7 @@ from micronet.models import MicroNetOutput, create
 from micronet.models.weights_io import load_weights, save_weights
 from micronet.train.checkpoint import load_state, save_model_weights, save_state
 from micronet.train.config import TrainConfig, apply_overrides, load_config
-from micronet.train.loss import micronet_loss, weighted_cross_entropy
+from micronet.train.loss import micronet_loss, soft_dice_loss, weighted_cross_entropy
 from micronet.train.schedule import aux_weight, learning_rate
 
 
@@ -45,6 +45,32 @@ def test_micronet_loss_weighs_aux_by_epoch():
     assert float(total) == pytest.approx(float(parts["main"] + parts["aux"] / 2), rel=1e-5)
     assert float(parts["aux"]) == pytest.approx(sum(float(weighted_cross_entropy(a, target, weight))
                                              for a in aux), rel=1e-5)
+
+
+def test_soft_dice_of_the_gland_class():
+    target = torch.tensor([[[1, 1, 0, 2]]])
+    sure = torch.full((1, 3, 1, 4), -30.0)
+    sure.scatter_(1, target[:, None], 30.0)  # one-hot logits: a perfect prediction
+    assert float(soft_dice_loss(sure, target)) == pytest.approx(0.0, abs=1e-6)
+    uniform = torch.zeros(1, 3, 1, 4)  # p(gland) = 1/3 everywhere: 2*(2/3)+1 over 4/3+2+1
+    assert float(soft_dice_loss(uniform, target)) == pytest.approx(1 - (7 / 3) / (13 / 3))
+    uniform.requires_grad_(True)
+    soft_dice_loss(uniform, target).backward()
+    grad = uniform.grad[0, 1, 0]  # descending it raises p(gland) on gland pixels only
+    assert (grad[:2] < 0).all() and (grad[2:] > 0).all()
+
+
+def test_dice_weight_adds_the_gland_dice_to_the_paper_loss():
+    torch.manual_seed(0)
+    out = MicroNetOutput(torch.randn(2, 3, 4, 4), tuple(torch.randn(2, 3, 4, 4) for _ in range(3)))
+    target = torch.randint(0, 3, (2, 4, 4))
+    weight = torch.ones(2, 4, 4)
+    paper, parts = micronet_loss(out, target, weight, 1.0)
+    assert "dice" not in parts
+    total, parts = micronet_loss(out, target, weight, 1.0, dice_weight=0.5)
+    want = float(paper) + 0.5 * float(soft_dice_loss(out.main, target))
+    assert float(total) == pytest.approx(want, rel=1e-6)
+    assert float(parts["dice"]) == pytest.approx(float(soft_dice_loss(out.main, target)))
 
 
 def test_config_files_and_overrides(tmp_path):

@@ -110,6 +110,7 @@ class ScheduleConfig:
     optimizer: str = "adam"  # adam | adamw | sgd
     weight_decay: float = 0.0
     grad_clip: float = 0.0  # 0 = off
+    dice_weight: float = 0.0  # soft Dice on the gland class added to the loss (0 = paper: off)
 
 
 @dataclass(frozen=True)
@@ -246,6 +247,7 @@ class TrainConfig:
              "must be in [0, schedule.lr0] (cosine decays from lr0 to it)"),
             ("schedule.budget_min", s.budget_min >= 0, "must be >= 0 (0 = no budget)"),
             ("schedule.grad_clip", s.grad_clip >= 0, "must be >= 0 (0 = off)"),
+            ("schedule.dice_weight", s.dice_weight >= 0, "must be >= 0 (0 = off)"),
             ("run.threads", r.threads >= 0, "must be >= 0 (0 = torch default)"),
             ("run.log_every", r.log_every >= 1, "must be >= 1"),
             ("run.checkpoint_every", r.checkpoint_every >= 1, "must be >= 1"),

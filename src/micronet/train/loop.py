@@ -232,7 +232,8 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
             x = model_input(batch.image, config.run.channels_last)
             loss, parts = training_step(net, optimizer, x, batch.target, batch.weight, amp=amp,
                                         aux_weight=aux_weight(epoch), grad_clip=s.grad_clip,
-                                        parameters=model.parameters())
+                                        parameters=model.parameters(),
+                                        dice_weight=s.dice_weight)
             step += 1
             step_s = time.perf_counter() - t0
             clock = clock._replace(train_s=clock.train_s + step_s)

@@ -25,7 +25,7 @@ def model_input(image: Tensor, channels_last: bool) -> Tensor:
 def training_step(net: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, target: Tensor,
                   weight: Tensor, *, amp: torch.dtype | None, aux_weight: float,
                   grad_clip: float = 0.0, parameters: Iterable[Tensor] | None = None,
-                  ) -> tuple[Tensor, dict[str, Tensor]]:
+                  dice_weight: float = 0.0) -> tuple[Tensor, dict[str, Tensor]]:
     """Forward (autocast to ``amp`` when given), the paper's loss, backward, optimiser step.
 
     Returns the detached total loss and its parts; reading them synchronises a GPU, so callers
@@ -33,7 +33,7 @@ def training_step(net: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, t
     """
     with torch.autocast(x.device.type, dtype=amp or torch.float32, enabled=amp is not None):
         out = net(x)
-    loss, parts = micronet_loss(out, target, weight, aux_weight)
+    loss, parts = micronet_loss(out, target, weight, aux_weight, dice_weight)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip:
