@@ -207,6 +207,10 @@ def test_tune_writes_postprocess_that_segmenter_uses(pairs_dir, tmp_path):
     assert tuned["tuned_on"] == split["val"] and len(split["val"]) == 1
     assert sorted(split["train"] + split["val"]) == [f"img{i}" for i in range(4)]
     assert set(tuned["postprocess"]) >= {"threshold", "min_size", "contour_growth"}
+    # the full scores of the chosen values: the grid's best row, plus Hausdorff and pixel F1
+    assert tuned["scores"]["f1"] == pytest.approx(tuned["table"][0]["f1"])
+    assert tuned["scores"]["object_dice"] == pytest.approx(tuned["table"][0]["dice"])
+    assert {"object_hausdorff", "pixel_f1", "precision", "recall"} <= set(tuned["scores"])
     seg = Segmenter(model="micronet252", weights=run, device="cpu")
     assert seg.postprocess.__dict__ == tuned["postprocess"]
     # every image of the split, written elsewhere: the run's own file is left alone

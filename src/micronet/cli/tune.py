@@ -59,7 +59,14 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         from ..errors import MicronetError
         from ..infer import Segmenter
         from ..infer.run_folder import RunFolder, write_postprocess
-        from ..infer.tune import TUNE_OBJECTIVES, tune_on_images
+        from ..infer.tune import (
+            DEFAULT_GRID,
+            TUNE_BASE,
+            TUNE_OBJECTIVES,
+            holdout_maps,
+            score_with,
+            tune_postprocess,
+        )
 
         if images not in ("holdout", "all"):
             raise MicronetError(f"--images {images!r}: expected holdout or all")
@@ -76,18 +83,25 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         index = {n: i for i, n in enumerate(dataset.names)}
         items = [dataset[index[n]] for n in val_names]
         segmenter = Segmenter(weights=weights, device=device, postprocess={}, tta=tta)
-        best, table = tune_on_images(segmenter, [it["image"] for it in items],
-                                     [it["labels"] for it in items], objective=objective)
+        labels = [it["labels"] for it in items]
+        maps = holdout_maps(segmenter, [it["image"] for it in items])
+        best, table = tune_postprocess(maps, labels, DEFAULT_GRID, base=TUNE_BASE,
+                                       objective=objective)
         for row in table[:5]:
             typer.echo("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                  for k, v in row.items()))
         kind = "held-out" if images == "holdout" else f"{split} (held-out and trained-on)"
         typer.echo(f"best on {len(val_names)} {kind} images: {best.__dict__}")
+        scores = score_with(maps, labels, best)
+        typer.echo("with these values (pooled): " + ", ".join(
+            f"{k} {v:.4g}" for k, v in scores.items()))
         views = len(segmenter.transforms)  # 8 with --tta: recorded beside the values
         if out is not None:
-            typer.echo(str(write_postprocess(out, best, table, val_names, objective, views)))
+            typer.echo(str(write_postprocess(out, best, table, val_names, objective, views,
+                                             scores)))
         elif write:
-            typer.echo(str(run.write_postprocess(best, table, val_names, objective, views)))
+            typer.echo(str(run.write_postprocess(best, table, val_names, objective, views,
+                                                 scores)))
 
 
 def _held_out(run: RunFolder, dataset: Dataset, data: Path, val_fraction: float | None,

@@ -33,12 +33,16 @@ __all__ = ["RunFolder", "read_postprocess", "write_postprocess"]
 
 def write_postprocess(path: str | os.PathLike[str], config: PostprocessConfig,
                       table: Sequence[Mapping[str, Any]], names: Sequence[str],
-                      objective: str = "f1", tta: int = 1) -> Path:
+                      objective: str = "f1", tta: int = 1,
+                      scores: Mapping[str, float] | None = None) -> Path:
     """Write ``path`` (a run's ``postprocess.json``): the tuned values, what they maximise, the
-    images used, how many test-time transforms the maps averaged, and the top rows of the grid."""
+    images used, how many test-time transforms the maps averaged, the top rows of the grid and,
+    when given, every pooled score the values give on those images (``scores``)."""
     path = Path(path)
     record = {"postprocess": asdict(config), "objective": objective, "tta": tta,
               "tuned_on": list(names), "table": list(table[:10])}
+    if scores is not None:
+        record["scores"] = dict(scores)
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(record, indent=1) + "\n")
     return path
@@ -175,10 +179,11 @@ class RunFolder:
         return read_postprocess(self.postprocess) if self.postprocess.is_file() else None
 
     def write_postprocess(self, config: PostprocessConfig, table: Sequence[Mapping[str, Any]],
-                          names: Sequence[str], objective: str = "f1", tta: int = 1) -> Path:
+                          names: Sequence[str], objective: str = "f1", tta: int = 1,
+                          scores: Mapping[str, float] | None = None) -> Path:
         """Write ``postprocess.json`` (see :func:`write_postprocess`)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        return write_postprocess(self.postprocess, config, table, names, objective, tta)
+        return write_postprocess(self.postprocess, config, table, names, objective, tta, scores)
 
     def append_log(self, record: Mapping[str, Any]) -> None:
         """Add one record to ``log.jsonl``."""

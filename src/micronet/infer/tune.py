@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from .segmenter import Inference
     from .tissue import TissueMask
 
-__all__ = ["DEFAULT_GRID", "TUNE_OBJECTIVES", "MapSegmenter", "tune_postprocess", "tune_on_images"]
+__all__ = ["DEFAULT_GRID", "TUNE_OBJECTIVES", "MapSegmenter", "tune_postprocess", "tune_on_images",
+           "holdout_maps", "score_with"]
 
 #: GlaS glands are large (median ~4,000 px at 0.62 µm/px), so min_size goes well above the
 #: default; thresholds and growth around the 3-px contour band of the targets, reaching low
@@ -119,6 +120,12 @@ class MapSegmenter(Protocol):
 TUNE_BASE = PostprocessConfig(foreground_seeds=True)
 
 
+def holdout_maps(segmenter: MapSegmenter, images: Sequence[np.ndarray]) -> list[ClassMaps]:
+    """The class maps ``segmenter`` labels each image from (predicted once, then re-labelled)."""
+    return [segmenter.labelling_maps(segmenter.infer(image, progress=False))[0]
+            for image in images]
+
+
 def tune_on_images(segmenter: MapSegmenter, images: Sequence[np.ndarray],
                    labels: Sequence[np.ndarray], grid: Mapping[str, Sequence[Any]] | None = None,
                    objective: str = "f1") -> tuple[PostprocessConfig, list[dict[str, Any]]]:
@@ -126,7 +133,18 @@ def tune_on_images(segmenter: MapSegmenter, images: Sequence[np.ndarray],
 
     Returns ``(best, table)`` as :func:`tune_postprocess` does.
     """
-    maps = [segmenter.labelling_maps(segmenter.infer(image, progress=False))[0]
-            for image in images]
-    return tune_postprocess(maps, list(labels), grid or DEFAULT_GRID, base=TUNE_BASE,
-                            objective=objective)
+    return tune_postprocess(holdout_maps(segmenter, images), list(labels),
+                            grid or DEFAULT_GRID, base=TUNE_BASE, objective=objective)
+
+
+def score_with(maps: Sequence[ClassMaps], labels: Sequence[np.ndarray],
+               config: PostprocessConfig) -> dict[str, float]:
+    """Every pooled GlaS score (object F1, precision, recall, Dice, Hausdorff, pixel F1) of
+    ``maps`` labelled with ``config``: what the tuned values give on the images they were tuned
+    on, Hausdorff included (the grid search skips it)."""
+    from ..metrics import score_split
+
+    scores = score_split([(gt, label_glands(m, config))
+                          for gt, m in zip(labels, maps, strict=True)])
+    return {k: float(getattr(scores, k)) for k in
+            ("f1", "precision", "recall", "object_dice", "object_hausdorff", "pixel_f1")}
