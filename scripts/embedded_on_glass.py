@@ -9,6 +9,7 @@ canvas is shared by both settings; the slide path runs twice.
     python scripts/embedded_on_glass.py --glas ../shared/glas/warwick_qu_*.zip
     python scripts/embedded_on_glass.py --glas data/glas --weights runs/new --out glass.json
     python scripts/embedded_on_glass.py --glas data/glas --images testA   # all 60 Test A images
+    python scripts/embedded_on_glass.py --glas data/glas --variant shrink_um=0  # another mask
 
 ``--glas`` is the official release zip or a ``micronet data glas`` import folder.
 """
@@ -16,6 +17,7 @@ canvas is shared by both settings; the slide path runs twice.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 import zipfile
@@ -47,11 +49,22 @@ def read_pairs(glas: Path, names: list[str]) -> list[tuple[np.ndarray, np.ndarra
                  decode_labels(z.read(members[f"{n}_anno.bmp"]), n)) for n in names]
 
 
-def both(seg: Segmenter, image: np.ndarray) -> dict[str, np.ndarray]:
-    """Labels with the tissue mask on and off, from one network pass."""
+def settings(variants: list[str]) -> dict[str, TissueConfig | None]:
+    """Tissue settings by key: ``off``, ``on`` (the defaults) and each ``--variant``
+    (``FIELD=VALUE,...`` overriding :class:`TissueConfig`, e.g. ``shrink_um=0``)."""
+    out: dict[str, TissueConfig | None] = {"off": None, "on": TissueConfig()}
+    for spec in variants:
+        fields = dict(item.split("=", 1) for item in spec.split(","))
+        out[spec] = dataclasses.replace(TissueConfig(), **{k: float(v) for k, v in fields.items()})
+    return out
+
+
+def both(seg: Segmenter, image: np.ndarray, configs: dict[str, TissueConfig | None]
+         ) -> dict[str, np.ndarray]:
+    """Labels under each tissue setting, from one network pass."""
     inference = seg.infer(image, mpp=0.62, progress=False)
     out = {}
-    for key, config in (("off", None), ("on", TissueConfig())):
+    for key, config in configs.items():
         seg.tissue = config
         maps = ClassMaps(inference.maps.gland.copy(), inference.maps.contour.copy())
         out[key] = seg.finish(inference._replace(maps=maps)).labels
@@ -70,6 +83,8 @@ def main() -> None:
                         help="GlaS image names (default: six of Test A), or testA or testB")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--variant", action="append", default=[],
+                        help="also score these tissue settings, e.g. shrink_um=0 (repeatable)")
     args = parser.parse_args()
     if args.images in (["testA"], ["testB"]):  # a whole test part
         part = args.images[0]
@@ -77,13 +92,14 @@ def main() -> None:
     pairs = read_pairs(args.glas, args.images)
     truths = [t for _, t in pairs]
     seg = Segmenter(weights=args.weights, device=args.device)
-    alone = [both(seg, im) for im, _ in pairs]
+    configs = settings(args.variant)
+    alone = [both(seg, im, configs) for im, _ in pairs]
     glass = embed_on_glass([im for im, _ in pairs], truths, columns=3)
     crops = [(slice(y, y + h), slice(x, x + w)) for y, x, h, w in glass.boxes]
-    canvas = both(seg, glass.image)
+    canvas = both(seg, glass.image, configs)
     result: dict[str, object] = {"weights": args.weights, "images": args.images}
     per_image: dict[str, dict[str, float]] = {name: {} for name in args.images}
-    for key in ("off", "on"):
+    for key in configs:
         result[f"alone_{key}"] = f1(truths, [a[key] for a in alone])
         result[f"canvas_{key}"] = f1(truths, [canvas[key][c] for c in crops])
         for name, truth, a, c in zip(args.images, truths, alone, crops, strict=True):
@@ -91,7 +107,7 @@ def main() -> None:
             per_image[name][f"canvas_{key}"] = f1([truth], [canvas[key][c]])
     with tempfile.TemporaryDirectory() as tmp:
         path = write_slide(Path(tmp) / "glass.tif", glass.image, 0.62)
-        for key, config in (("off", None), ("on", TissueConfig())):
+        for key, config in configs.items():
             seg.tissue = config
             slide = seg.predict_slide(path, progress=False)
             labels = rasterize_polygons(slide.polygons, glass.image.shape[:2])
@@ -102,8 +118,8 @@ def main() -> None:
             result[f"slide_{key}_suspect"] = sum(g["suspect"] for g in slide.glands)
     bordered = embed_on_glass([pairs[0][0]], gap=200)
     (y, x, h, w), = bordered.boxes
-    padded = both(seg, bordered.image)
-    for key in ("off", "on"):
+    padded = both(seg, bordered.image, configs)
+    for key in configs:
         labels = padded[key]
         ids, counts = np.unique(labels[labels > 0], return_counts=True)
         result[f"border_{key}"] = f1(truths[:1], [labels[y:y + h, x:x + w]])

@@ -174,6 +174,26 @@ def test_tissue_mask_region_matches_full():
     assert tissue.any_in(0, 0, 25, 35) and not tissue.any_in(0, 0, 10, 120)
 
 
+def test_refined_edge_follows_the_tissue_not_the_coarse_grid():
+    """A coarse 4 µm pixel straddles the tissue's edge; refinement decides it per pixel, so the
+    edge lies within the 5×5 blur of the true one instead of a shrunk coarse pixel inside it."""
+    rng = np.random.default_rng(0)
+    image = np.clip(rng.normal(236, 3, (300, 300, 3)), 0, 255).astype(np.uint8)  # glass
+    truth = np.zeros((300, 300), bool)
+    truth[61:239, 67:233] = True  # edges off the coarse grid (6.45 px at 0.62 µm/px)
+    image[truth] = (205, 130, 175)  # pale pink stroma
+    mask = detect_tissue(image, 0.62)
+    coarse, refined = mask.full(), mask.refined(0, 0, image)
+    near = cv2.dilate(truth.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+    deep = cv2.erode(truth.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+    assert not coarse[deep].all()  # the shrunk coarse mask loses more than 3 px of tissue
+    assert refined[deep].all() and not refined[~near].any()  # refined: within 3 px
+    off = TissueMask(*detect_tissue(image, 0.62, TissueConfig(refine_edge=False))[:2])
+    assert off.edge is None and np.array_equal(off.refined(0, 0, image), coarse)
+    window = mask.refined(50, 60, image[50:150, 60:260])  # a window matches the whole
+    assert np.array_equal(window[3:-3, 3:-3], refined[53:147, 63:257])  # (but the blur's rim)
+
+
 def test_runaway_objects_are_flagged(tmp_path):
     rows = [{"id": 1, "area_px": 1000}, {"id": 2, "area_px": 2_000_000}]
     assert flag_suspects(rows, 0.62) == 1

@@ -303,7 +303,8 @@ class Segmenter:
         if tissue is None and self.tissue is not None:
             tissue = detect_tissue(image, mpp or self.info.input_mpp, self.tissue)
         if tissue is not None:  # the mask covers the image, whatever the maps' pixel grid
-            mask_outside(maps, TissueMask(tissue.mask, maps.shape))
+            mask_outside(maps, tissue.resized_to(maps.shape),
+                         image=image if image.shape[:2] == maps.shape else None)
         return maps, tissue
 
     def postprocess_at(self, mpp: float) -> PostprocessConfig:

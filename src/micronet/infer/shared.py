@@ -41,12 +41,16 @@ def tile_progress(progress: Any, total: int, description: str) -> Iterator[Calla
 
 
 def mask_outside(maps: ClassMaps, tissue: TissueMask, y0: int = 0, x0: int = 0,
-                 block: int = 1024) -> None:
+                 block: int = 1024, image: np.ndarray | None = None) -> None:
     """Set gland and contour probabilities to 0 (in place) outside ``tissue``; the maps cover
-    the image window at ``(y0, x0)``. Row blocks keep the resized mask small."""
+    the image window at ``(y0, x0)``, and so does ``image`` (RGB on the maps' pixel grid) when
+    given: then the mask's edge is decided per pixel (:meth:`TissueMask.refined`). Row blocks
+    keep the resized mask small."""
     h, w = maps.shape
     for r in range(0, h, block):
-        outside = ~tissue.region(y0 + r, x0, min(block, h - r), w)
+        rows = min(block, h - r)
+        outside = ~(tissue.region(y0 + r, x0, rows, w) if image is None
+                    else tissue.refined(y0 + r, x0, image[r:r + rows]))
         maps.gland[r:r + block][outside] = 0
         maps.contour[r:r + block][outside] = 0
 

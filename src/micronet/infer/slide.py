@@ -152,7 +152,7 @@ def plan_slide(segmenter: ChunkSegmenter, path: str | Path, *, target_mpp: float
             tissue = TissueMask(np.asarray(tissue_mask) > 0, reader.dimensions[0][::-1])
         elif config is not None or skip_background:
             tissue = slide_tissue(reader, config)
-        working = None if tissue is None else TissueMask(tissue.mask, (work.height, work.width))
+        working = None if tissue is None else tissue.resized_to((work.height, work.width))
         cores = [(y, x, min(y + chunk, work.height), min(x + chunk, work.width))
                  for y in range(0, work.height, chunk) for x in range(0, work.width, chunk)]
         todo = [i for i, core in enumerate(cores)
@@ -195,11 +195,11 @@ def segment_chunk(segmenter: ChunkSegmenter, plan: SlidePlan, index: int,
     maps, _ = segmenter.predict_maps(
         context, grid=TileGrid(ys - ry0, xs - rx0, tile),
         window=(ry0 - qy0, rx0 - qx0, ry1 - ry0, rx1 - rx0), progress=False)
+    image = context[ry0 - qy0:ry1 - qy0, rx0 - qx0:rx1 - qx0]
     if plan.masking is not None:
-        mask_outside(maps, TissueMask(plan.masking.mask, plan.size), ry0, rx0)
+        mask_outside(maps, plan.masking.resized_to(plan.size), ry0, rx0, image=image)
     labels = label_glands(maps, segmenter.postprocess_at(plan.working_mpp))  # working px
     del maps
-    image = context[ry0 - qy0:ry1 - qy0, rx0 - qx0:rx1 - qx0]
     scale = plan.to_level0
     offset = (rx0 * scale, ry0 * scale)
     rows = measure_glands(labels, image, plan.mpp, offset=offset, scale=scale)

@@ -22,6 +22,12 @@ Method (at ``TissueConfig.mpp`` µm/px, 4 by default: fine enough for gland bord
    pale border round an image touches all four sides), and the mask shrunk by
    ``shrink_um``. Ink is removed last, so a stroke over tissue never comes back as a filled hole.
 4. The low-resolution mask is resized (bilinear, > 0.5) to whatever window is being segmented.
+5. **Edge refinement** (``refine_edge``): a coarse pixel is 4 µm, so where tissue meets glass
+   the shrunk mask either keeps a rim of glass or drops a strip of tissue, and glands cut by
+   the tissue's edge lose that strip. The mask pixels on that edge (:attr:`TissueMask.edge`)
+   are decided again pixel by pixel when the mask is applied to an image window
+   (:meth:`TissueMask.refined`), by the same saturation and density tests on the window
+   itself, lightly blurred.
 
 It does *not* know folds, air bubbles or out-of-focus regions: those are tissue-coloured and stay
 tissue (see the README). :func:`embed_on_glass` lays images on synthetic glass, to test all this.
@@ -39,7 +45,7 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["TissueConfig", "TissueMask", "detect_tissue", "darkest_channel_texture",
+__all__ = ["TissueConfig", "TissueMask", "EdgeCue", "detect_tissue", "darkest_channel_texture",
            "slide_tissue", "read_tissue_mask", "embed_on_glass", "glass_layout", "Embedded"]
 
 
@@ -73,6 +79,8 @@ class TissueConfig:
         texture_mpp: a slide's texture cue is measured on its coarsest pyramid level at least
             this fine (µm/px; level 0 when none is): a level already at ``mpp`` has no texture
             left, and pale mucin would be cut out as glass.
+        refine_edge: decide the mask's edge pixels (those the shrink removes, and one more
+            outwards) per image pixel by saturation and density (module docstring, step 5).
     """
 
     mpp: float = 4.0
@@ -89,29 +97,69 @@ class TissueConfig:
     max_hole_um2: float = 60_000.0
     shrink_um: float = 4.0
     texture_mpp: float = 1.0
+    refine_edge: bool = True
 
     def __post_init__(self) -> None:
         if not self.mpp > 0:
             raise ValueError(f"TissueConfig.mpp must be > 0, got {self.mpp}")
 
 
+class EdgeCue(NamedTuple):
+    """The per-pixel tissue test :meth:`TissueMask.refined` applies on the mask's edge."""
+
+    min_saturation: int
+    min_density: float
+    white: float  # brightness of the glass (optical density 0)
+
+    def tissue(self, image: np.ndarray) -> np.ndarray:
+        """``(H, W) bool``: pixels of an RGB window that are tissue by colour (5×5 box blur)."""
+        import cv2
+
+        smooth = cv2.blur(np.ascontiguousarray(image), (5, 5))
+        sat = cv2.cvtColor(smooth, cv2.COLOR_RGB2HSV)[..., 1]
+        density = -np.log10(np.maximum(smooth.min(axis=2), 1) / self.white)
+        return (sat > self.min_saturation) | (density > self.min_density)
+
+
 class TissueMask(NamedTuple):
-    """A low-resolution tissue mask covering an image (or slide) of ``shape`` ``(H, W)``."""
+    """A low-resolution tissue mask covering an image (or slide) of ``shape`` ``(H, W)``;
+    ``edge`` (same grid) marks the pixels to decide again per image pixel with ``cue``."""
 
     mask: np.ndarray  # (h, w) bool
     shape: tuple[int, int]
+    edge: np.ndarray | None = None  # (h, w) bool
+    cue: EdgeCue | None = None
 
-    def region(self, y0: int, x0: int, height: int, width: int) -> np.ndarray:
-        """``(height, width) bool`` tissue of an image window, resized from the mask
-        (bilinear; a window reaching outside the image sees the nearest edge values)."""
+    def region(self, y0: int, x0: int, height: int, width: int, grid: np.ndarray | None = None,
+               above: float = 0.5) -> np.ndarray:
+        """``(height, width) bool`` tissue of an image window, resized from the mask (or from
+        ``grid``, another array on the mask's grid), bilinear, ``> above``; a window reaching
+        outside the image sees the nearest edge values."""
         import cv2
 
-        sy, sx = self.mask.shape[0] / self.shape[0], self.mask.shape[1] / self.shape[1]
+        grid = self.mask if grid is None else grid
+        sy, sx = grid.shape[0] / self.shape[0], grid.shape[1] / self.shape[1]
         m = np.array([[sx, 0, (x0 + 0.5) * sx - 0.5], [0, sy, (y0 + 0.5) * sy - 0.5]])
-        out = cv2.warpAffine(self.mask.astype(np.float32), m, (int(width), int(height)),
+        out = cv2.warpAffine(grid.astype(np.float32), m, (int(width), int(height)),
                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                              borderMode=cv2.BORDER_REPLICATE)
-        return out > 0.5
+        return out > above
+
+    def refined(self, y0: int, x0: int, image: np.ndarray) -> np.ndarray:
+        """Tissue of the image window ``image`` (``(h, w, 3)`` RGB) at ``(y0, x0)``: the
+        resized mask, with the edge pixels decided per image pixel by colour (``cue``)."""
+        h, w = image.shape[:2]
+        inside = self.region(y0, x0, h, w)
+        if self.edge is None or self.cue is None or not self.edge.any():
+            return inside
+        band = self.region(y0, x0, h, w, grid=self.edge, above=0.0)
+        if band.any():
+            inside |= band & self.cue.tissue(image)
+        return inside
+
+    def resized_to(self, shape: tuple[int, int]) -> TissueMask:
+        """The same mask covering an image of ``shape`` (the same field of view)."""
+        return self._replace(shape=(int(shape[0]), int(shape[1])))
 
     def full(self) -> np.ndarray:
         """The mask at the image's size."""
@@ -231,9 +279,14 @@ def detect_tissue(image: np.ndarray, mpp: float, config: TissueConfig | None = N
     tissue = _drop_small(tissue, cfg.min_tissue_um2 / area)
     if tissue.any():  # (glass alone is no "hole")
         tissue = _fill_holes(tissue, cfg.max_hole_um2 / area, cut_edges)
+    whole = tissue
     if cfg.shrink_um > 0:  # OpenCV's default border does not erode at the image edge
         tissue = cv2.erode(tissue.astype(np.uint8), _disk(cfg.shrink_um / px_um)) > 0
-    return TissueMask(tissue & ~ink, (h, w))
+    if not cfg.refine_edge:
+        return TissueMask(tissue & ~ink, (h, w))
+    edge = (cv2.dilate(whole.astype(np.uint8), _disk(1)) > 0) & ~tissue & ~ink
+    return TissueMask(tissue & ~ink, (h, w), edge,
+                      EdgeCue(cfg.min_saturation, cfg.min_density, white))
 
 
 def slide_tissue(reader: Any, config: TissueConfig | None = None,
@@ -250,8 +303,7 @@ def slide_tissue(reader: Any, config: TissueConfig | None = None,
     w, h = reader.dimensions[level]
     small, texture = reader.read_scaled_texture(level, min(1.0, reader.level_mpp(level) / target))
     mpp = reader.level_mpp(level) * w / small.shape[1]
-    return TissueMask(detect_tissue(small, mpp, cfg, cut_edges=False, texture=texture).mask,
-                      (h0, w0))
+    return detect_tissue(small, mpp, cfg, cut_edges=False, texture=texture).resized_to((h0, w0))
 
 
 def read_tissue_mask(path: str | Path) -> np.ndarray:
