@@ -117,7 +117,8 @@ class EdgeCue(NamedTuple):
 
         smooth = cv2.blur(np.ascontiguousarray(image), (5, 5))
         sat = cv2.cvtColor(smooth, cv2.COLOR_RGB2HSV)[..., 1]
-        density = -np.log10(np.maximum(smooth.min(axis=2), 1) / self.white)
+        darkest = np.maximum(smooth.min(axis=2), 1).astype(np.float32)
+        density = -np.log10(darkest / np.float32(self.white))
         return (sat > self.min_saturation) | (density > self.min_density)
 
 
