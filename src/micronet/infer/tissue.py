@@ -117,8 +117,12 @@ class EdgeCue(NamedTuple):
 
         smooth = cv2.blur(np.ascontiguousarray(image), (5, 5))
         sat = cv2.cvtColor(smooth, cv2.COLOR_RGB2HSV)[..., 1]
-        darkest = np.maximum(smooth.min(axis=2), 1).astype(np.float32)
-        density = -np.log10(darkest / np.float32(self.white))
+        return self.passes(sat, smooth.min(axis=2).astype(np.float32))
+
+    def passes(self, sat: np.ndarray, darkest: np.ndarray) -> np.ndarray:
+        """Tissue by saturation or optical density (of the darkest channel), the colour part
+        of :func:`detect_tissue`; the density keeps ``darkest``'s float precision."""
+        density = -np.log10(np.maximum(darkest, 1) / self.white)
         return (sat > self.min_saturation) | (density > self.min_density)
 
 
@@ -151,7 +155,7 @@ class TissueMask(NamedTuple):
         resized mask, with the edge pixels decided per image pixel by colour (``cue``)."""
         h, w = image.shape[:2]
         inside = self.region(y0, x0, h, w)
-        if self.edge is None or self.cue is None or not self.edge.any():
+        if self.edge is None or self.cue is None:
             return inside
         band = self.region(y0, x0, h, w, grid=self.edge, above=0.0)
         if band.any():
@@ -263,12 +267,12 @@ def detect_tissue(image: np.ndarray, mpp: float, config: TissueConfig | None = N
     hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
     hue, sat, value = hsv[..., 0], hsv[..., 1], hsv[..., 2]
     white = max(float(np.percentile(value, 99)), 200.0)
-    density = -np.log10(np.maximum(small.min(axis=2), 1) / white)
+    cue = EdgeCue(cfg.min_saturation, cfg.min_density, white)
     ink = ((hue >= cfg.ink_hue[0]) & (hue <= cfg.ink_hue[1]) & (sat > cfg.ink_saturation)) | \
         (value < cfg.ink_dark)
     if ink.any() and cfg.ink_margin_um > 0:
         ink = cv2.dilate(ink.astype(np.uint8), _disk(cfg.ink_margin_um / px_um)) > 0
-    tissue = ((sat > cfg.min_saturation) | (density > cfg.min_density)
+    tissue = (cue.passes(sat, small.min(axis=2))
               | ((texture > cfg.min_texture) & (sat > cfg.texture_saturation))) & ~ink
     if cfg.close_um > 0:
         k = _disk(cfg.close_um / px_um)
@@ -286,8 +290,7 @@ def detect_tissue(image: np.ndarray, mpp: float, config: TissueConfig | None = N
     if not cfg.refine_edge:
         return TissueMask(tissue & ~ink, (h, w))
     edge = (cv2.dilate(whole.astype(np.uint8), _disk(1)) > 0) & ~tissue & ~ink
-    return TissueMask(tissue & ~ink, (h, w), edge,
-                      EdgeCue(cfg.min_saturation, cfg.min_density, white))
+    return TissueMask(tissue & ~ink, (h, w), edge, cue)
 
 
 def slide_tissue(reader: Any, config: TissueConfig | None = None,
