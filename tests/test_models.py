@@ -196,3 +196,30 @@ def test_cuda_bf16_forward():
         with torch.autocast("cuda", dtype=torch.bfloat16):
             bf = model(x).float()
     assert (bf.argmax(1) == ref.argmax(1)).float().mean() > 0.98
+
+
+@pytest.mark.parametrize("k", [2, 4, 8])
+def test_tiled_deconv_equals_conv_transpose(k):
+    """The matmul path of kernel == stride deconvolutions is the same layer: same output and
+    gradients as torch's conv_transpose2d, channels-last out; other geometries fall back."""
+    from torch.nn import functional as F
+
+    from micronet.models.blocks import TiledDeconv2d
+
+    torch.manual_seed(0)
+    layer = TiledDeconv2d(6, 5, k, stride=k)
+    x = torch.randn(2, 6, 7, 9, requires_grad=True)
+    y = layer(x)
+    ref_x = x.detach().clone().requires_grad_()
+    ref = F.conv_transpose2d(ref_x, layer.weight, layer.bias, stride=k)
+    assert y.shape == ref.shape == (2, 5, 7 * k, 9 * k)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y, ref)
+    grad = torch.randn_like(ref)
+    (g_x, g_w, g_b) = torch.autograd.grad(y, (x, layer.weight, layer.bias), grad)
+    (r_x, r_w, r_b) = torch.autograd.grad(ref, (ref_x, layer.weight, layer.bias), grad)
+    for got, want in ((g_x, r_x), (g_w, r_w), (g_b, r_b)):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    overlapping = TiledDeconv2d(6, 5, 5, stride=1)  # the decoder's re-alignment: ordinary path
+    torch.testing.assert_close(overlapping(x.detach()),
+                               F.conv_transpose2d(x.detach(), overlapping.weight, overlapping.bias))
