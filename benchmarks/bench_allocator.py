@@ -70,27 +70,40 @@ def child(steps: int, warmup: int, batch: int) -> None:
                       "peak_rss_gib": after.ru_maxrss / 2**20}))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def bench_args(description: str) -> argparse.Namespace:
+    """The options every step-timing benchmark here shares."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=2, help="alternate the variants this often")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.child:
-        child(args.steps, args.warmup, args.batch)
-        return
-    results: dict[str, list[dict[str, float]]] = {k: [] for k in VARIANTS}
+    return ap.parse_args()
+
+
+def alternate(script: str, variants: dict[str, dict[str, str]], args: argparse.Namespace
+              ) -> dict[str, list[dict[str, float]]]:
+    """Run ``script --child`` in a fresh process per variant (its environment added), the
+    variants alternating ``args.rounds`` times; the children's JSON figures by variant."""
+    results: dict[str, list[dict[str, float]]] = {k: [] for k in variants}
     for _ in range(args.rounds):
-        for name, env in VARIANTS.items():
-            out = subprocess.run([sys.executable, __file__, "--child", "--steps", str(args.steps),
+        for name, env in variants.items():
+            out = subprocess.run([sys.executable, script, "--child", "--steps", str(args.steps),
                                   "--warmup", str(args.warmup), "--batch", str(args.batch)],
                                  env={**os.environ, **env}, capture_output=True, text=True,
                                  check=True)
             results[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(name, results[name][-1], flush=True)
+    return results
+
+
+def main() -> None:
+    args = bench_args(__doc__.split("\n\n")[0])
+    if args.child:
+        child(args.steps, args.warmup, args.batch)
+        return
+    results = alternate(__file__, VARIANTS, args)
     base = min(r["step_s"] for r in results["default"])
     lines = ["| malloc setting | best step (s) | samples/s | GFLOP/s | vs default | system time "
              "| page faults / step | peak RSS (GiB) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]

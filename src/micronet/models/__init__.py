@@ -110,14 +110,18 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 
 def count_flops(model: MicroNet) -> float:
-    """FLOPs (2 × multiply-adds) of one forward pass on one tile, counted on the meta device."""
+    """FLOPs (2 × multiply-adds) of one forward pass on one tile, counted on the meta device
+    (the model's own weights, wherever they are, are neither used nor moved)."""
+    from torch.func import functional_call
     from torch.utils.flop_counter import FlopCounterMode
 
     s = model.input_size
     x = torch.empty(1, model.in_channels, s, s, device="meta")
+    on_meta = {name: torch.empty_like(t, device="meta")
+               for name, t in [*model.named_parameters(), *model.named_buffers()]}
     was_training = model.training
     model.eval()
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(x)
+        functional_call(model, on_meta, (x,))
     model.train(was_training)
     return float(counter.get_total_flops())

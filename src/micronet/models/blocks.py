@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor, nn
 
 __all__ = ["ConvTanh", "DeconvTanh", "TiledDeconv2d", "conv_pair", "scaled", "NORMS", "ACTIVATIONS",
