@@ -10,6 +10,8 @@ import zipfile
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fakes import PaleGlandModel, make_synthetic_glands, write_pyramid
 from micronet.infer import PostprocessConfig, Segmenter
@@ -291,3 +293,20 @@ def test_a_given_texture_is_used_at_the_image_size_whatever_the_rounding():
     assert mask.full().mean() == pytest.approx(detect_tissue(tall, 4.0).full().mean(), abs=0.02)
     with pytest.raises(ValueError, match="does not match"):
         detect_tissue(tall, 4.0, texture=texture[1:])
+
+
+@given(grid_h=st.integers(1, 30), grid_w=st.integers(1, 30), zoom=st.floats(1.0, 16.0),
+       y0=st.integers(-200, 400), x0=st.integers(-200, 400), h=st.integers(1, 300),
+       w=st.integers(1, 300), seed=st.integers(0, 2**16))
+def test_region_reads_only_the_windows_part_of_the_grid(grid_h, grid_w, zoom, y0, x0, h, w, seed):
+    """A window of the mask is the whole grid resized and then cut (nearest edge values outside
+    the image): cropping the grid first is only a speed-up."""
+    grid = np.random.default_rng(seed).random((grid_h, grid_w)) > 0.5
+    tissue = TissueMask(grid, (max(1, int(grid_h * zoom)), max(1, int(grid_w * zoom))))
+    sy, sx = grid_h / tissue.shape[0], grid_w / tissue.shape[1]
+    to_grid = np.array([[sx, 0, (x0 + 0.5) * sx - 0.5], [0, sy, (y0 + 0.5) * sy - 0.5]])
+    whole = cv2.warpAffine(grid.astype(np.float32), to_grid, (w, h),
+                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                           borderMode=cv2.BORDER_REPLICATE)
+    # 0.37 is no sum of cv2's 1/32-step bilinear weights, so no rounding tie decides a pixel
+    np.testing.assert_array_equal(tissue.region(y0, x0, h, w, above=0.37), whole > 0.37)

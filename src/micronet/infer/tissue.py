@@ -144,8 +144,11 @@ class TissueMask(NamedTuple):
 
         grid = self.mask if grid is None else grid
         sy, sx = grid.shape[0] / self.shape[0], grid.shape[1] / self.shape[1]
-        m = np.array([[sx, 0, (x0 + 0.5) * sx - 0.5], [0, sy, (y0 + 0.5) * sy - 0.5]])
-        out = cv2.warpAffine(grid.astype(np.float32), m, (int(width), int(height)),
+        # only the grid pixels the window's bilinear samples touch are converted and warped
+        (r0, r1), (c0, c1) = (_touched(start, size, scale, n) for start, size, scale, n in
+                              ((y0, height, sy, grid.shape[0]), (x0, width, sx, grid.shape[1])))
+        m = np.array([[sx, 0, (x0 + 0.5) * sx - 0.5 - c0], [0, sy, (y0 + 0.5) * sy - 0.5 - r0]])
+        out = cv2.warpAffine(grid[r0:r1, c0:c1].astype(np.float32), m, (int(width), int(height)),
                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                              borderMode=cv2.BORDER_REPLICATE)
         return out > above
@@ -157,7 +160,8 @@ class TissueMask(NamedTuple):
         inside = self.region(y0, x0, h, w)
         if self.edge is None or self.cue is None:
             return inside
-        band = self.region(y0, x0, h, w, grid=self.edge, above=0.0)
+        # any edge pixel in reach (cv2 weights are multiples of 1/32: 1e-4 is "not zero")
+        band = self.region(y0, x0, h, w, grid=self.edge, above=1e-4)
         if band.any():
             inside |= band & self.cue.tissue(image)
         return inside
@@ -181,6 +185,16 @@ class TissueMask(NamedTuple):
     def fraction(self) -> float:
         """Share of the image that is tissue."""
         return float(self.mask.mean()) if self.mask.size else 0.0
+
+
+def _touched(start: int, size: int, scale: float, n: int) -> tuple[int, int]:
+    """Grid rows (or columns) ``[lo, hi)`` that bilinear samples of image pixels ``[start,
+    start + size)`` read, one spare each side, within ``[0, n)`` and never empty."""
+    first = (start + 0.5) * scale - 0.5
+    last = (start + max(size, 1) - 0.5) * scale - 0.5
+    lo = min(max(math.floor(first) - 1, 0), n - 1)
+    hi = max(min(math.ceil(last) + 2, n), lo + 1)
+    return lo, hi
 
 
 def _disk(radius_px: float) -> np.ndarray:
