@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 VARIANTS = {
@@ -98,29 +99,46 @@ def alternate(script: str, variants: dict[str, dict[str, str]], args: argparse.N
     return results
 
 
-def main() -> None:
-    args = bench_args(__doc__.split("\n\n")[0])
+def run_variants(script: str, doc: str, variants: dict[str, dict[str, str]],
+                 child_fn: Callable[[int, int, int], None]
+                 ) -> tuple[argparse.Namespace, dict[str, dict[str, float]]] | None:
+    """A step benchmark's command line: as ``--child`` time one variant with ``child_fn(steps,
+    warmup, batch)`` and return None; else alternate the variants and return the best (fastest
+    step) figures of each."""
+    args = bench_args(doc.split("\n\n")[0])
     if args.child:
-        child(args.steps, args.warmup, args.batch)
-        return
-    results = alternate(__file__, VARIANTS, args)
-    base = min(r["step_s"] for r in results["default"])
-    lines = ["| malloc setting | best step (s) | samples/s | GFLOP/s | vs default | system time "
-             "| page faults / step | peak RSS (GiB) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, runs in results.items():
-        best = min(runs, key=lambda r: r["step_s"])
-        lines.append(f"| {name} | {best['step_s']:.3f} | {best['samples_per_s']:.2f} | "
-                     f"{best['gflops']:.0f} | {base / best['step_s']:.2f}× | "
-                     f"{best['sys_share']:.0%} | "
-                     f"{best['minor_faults'] / (args.steps + args.warmup):,.0f} | "
-                     f"{best['peak_rss_gib']:.2f} |")
-    table = "\n".join(lines)
+        child_fn(args.steps, args.warmup, args.batch)
+        return None
+    results = alternate(script, variants, args)
+    return args, {name: min(runs, key=lambda r: r["step_s"]) for name, runs in results.items()}
+
+
+def report(args: argparse.Namespace, script: str, title: str, header: list[str],
+           rows: list[str]) -> None:
+    """Print the results table and write it, with the command that measured it, to ``--out``."""
+    table = "\n".join(["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1),
+                       *rows])
     print(table)
     if args.out:
-        args.out.write_text(f"# C allocator settings and the CPU training step\n\n"
-                            f"`python benchmarks/bench_allocator.py --steps {args.steps} "
-                            f"--rounds {args.rounds}` (best of {args.rounds} fresh processes "
-                            f"each, variants alternating)\n\n{table}\n")
+        args.out.write_text(f"# {title}\n\n`python benchmarks/{Path(script).name} --steps "
+                            f"{args.steps} --rounds {args.rounds}` (best of {args.rounds} fresh "
+                            f"processes each, variants alternating; batch {args.batch}, 2 threads)"
+                            f"\n\n{table}\n")
+
+
+def main() -> None:
+    ran = run_variants(__file__, __doc__, VARIANTS, child)
+    if ran is None:
+        return
+    args, best = ran
+    base = best["default"]["step_s"]
+    rows = [f"| {name} | {b['step_s']:.3f} | {b['samples_per_s']:.2f} | {b['gflops']:.0f} | "
+            f"{base / b['step_s']:.2f}× | {b['sys_share']:.0%} | "
+            f"{b['minor_faults'] / (args.steps + args.warmup):,.0f} | {b['peak_rss_gib']:.2f} |"
+            for name, b in best.items()]
+    report(args, __file__, "C allocator settings and the CPU training step",
+           ["malloc setting", "best step (s)", "samples/s", "GFLOP/s", "vs default", "system time",
+            "page faults / step", "peak RSS (GiB)"], rows)
 
 
 if __name__ == "__main__":

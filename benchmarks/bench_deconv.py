@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import os
 
-from bench_allocator import alternate, bench_args
 from bench_allocator import child as time_recipe_step  # same step, same figures
+from bench_allocator import report, run_variants
 
 VARIANTS = {"tiled (default)": {}, "torch ConvTranspose2d": {"MICRONET_BENCH_TORCH_DECONV": "1"}}
 
@@ -34,24 +34,16 @@ def child(steps: int, warmup: int, batch: int) -> None:
 
 
 def main() -> None:
-    args = bench_args(__doc__.split("\n\n")[0])
-    if args.child:
-        child(args.steps, args.warmup, args.batch)
+    ran = run_variants(__file__, __doc__, VARIANTS, child)
+    if ran is None:
         return
-    results = alternate(__file__, VARIANTS, args)
-    best = {name: min(runs, key=lambda r: r["step_s"]) for name, runs in results.items()}
+    args, best = ran
     slow = best["torch ConvTranspose2d"]["step_s"]
-    lines = ["| kernel == stride deconvolution | best step (s) | samples/s | GFLOP/s | speed-up |",
-             "|---|---:|---:|---:|---:|"]
-    lines += [f"| {name} | {b['step_s']:.3f} | {b['samples_per_s']:.2f} | {b['gflops']:.0f} | "
-              f"{slow / b['step_s']:.2f}× |" for name, b in best.items()]
-    table = "\n".join(lines)
-    print(table)
-    if args.out:
-        args.out.write_text(f"# Tiled vs torch transposed convolutions in the CPU training step\n\n"
-                            f"`python benchmarks/bench_deconv.py --steps {args.steps} --rounds "
-                            f"{args.rounds}` (best of {args.rounds} fresh processes each, variants "
-                            f"alternating; batch {args.batch}, 2 threads)\n\n{table}\n")
+    rows = [f"| {name} | {b['step_s']:.3f} | {b['samples_per_s']:.2f} | {b['gflops']:.0f} | "
+            f"{slow / b['step_s']:.2f}× |" for name, b in best.items()]
+    report(args, __file__, "Tiled vs torch transposed convolutions in the CPU training step",
+           ["kernel == stride deconvolution", "best step (s)", "samples/s", "GFLOP/s",
+            "speed-up"], rows)
 
 
 if __name__ == "__main__":
