@@ -182,3 +182,22 @@ def test_recorded_run_configs_still_load(path):
     recorded = json.loads(recorded_path.read_text())
     assert config.model.name == recorded["model"]["name"]
     assert config.data.mpp == recorded["data"].get("mpp", 0.0)
+
+
+def test_bench_train_reports_speedup_against_a_measured_peak(tmp_path, capsys):
+    """`micronet bench train` times both step variants and, on a CPU, reports the optimised
+    step's GFLOP/s as a share of a matmul rate measured in the same run."""
+    from micronet.cli import main
+    from micronet.train.bench import matmul_tflops
+
+    assert matmul_tflops(torch.device("cpu"), None, size=64, repeats=2) > 0
+    out = tmp_path / "bench.json"
+    assert main(["bench", "train", "--model", "micronet252", "--width", "0.0625",
+                 "--batch-size", "1", "--steps", "1", "--warmup", "0", "--device", "cpu",
+                 "--json", str(out)]) in (0, None)
+    r = json.loads(out.read_text())
+    assert [t["name"].split(" ")[0] for t in r["timings"]] == ["naive", "optimised"]
+    assert r["speedup"] == pytest.approx(r["timings"][0]["step_s"] / r["timings"][1]["step_s"])
+    assert r["peak_tflops"] > 0 and "measured" in r["peak_source"]
+    assert r["fraction_of_peak"] == pytest.approx(r["timings"][1]["tflops"] / r["peak_tflops"])
+    assert "% of" in capsys.readouterr().out

@@ -80,9 +80,9 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                        f"  {t['tflops'] * 1000:.1f} GFLOP/s")
         typer.echo(f"  speed-up: {r['speedup']:.2f}x")
         if "fraction_of_peak" in r:
-            typer.echo(f"  optimised step: {r['timings'][1]['tflops']:.1f} TFLOP/s = "
-                       f"{100 * r['fraction_of_peak']:.1f}% of {r['bf16_peak_tflops']:.0f} "
-                       "TFLOP/s bf16 peak")
+            typer.echo(f"  optimised step: {r['timings'][1]['tflops'] * 1000:.0f} GFLOP/s = "
+                       f"{100 * r['fraction_of_peak']:.1f}% of {r['peak_tflops'] * 1000:.0f} "
+                       f"GFLOP/s ({r['peak_source']})")
         if json_out:
             with atomic_path(json_out) as tmp:
                 tmp.write_text(json.dumps(r, indent=1))
