@@ -1,7 +1,7 @@
 """Score weights on GlaS images laid on synthetic glass (issue 19), tissue mask on and off.
 
 Pooled GlaS object F1 of the images segmented alone; of the same images laid on glass in one
-pyramidal slide (``micronet.infer.tissue.embed_on_glass``, JPEG TIFF at 0.62 µm/px), segmented
+pyramidal slide (``micronet.infer.glass.embed_on_glass``, JPEG TIFF at 0.62 µm/px), segmented
 through the slide path and cropped back; and of the first image padded with a pale border. Each
 with the tissue mask on (the default) and off (before issue 19). One network pass per image and
 canvas is shared by both settings; the slide path runs twice.
@@ -27,9 +27,10 @@ import numpy as np
 
 from micronet.infer import Segmenter
 from micronet.infer.export import rasterize_polygons
+from micronet.infer.glass import embed_on_glass
 from micronet.infer.postprocess import ClassMaps
 from micronet.infer.slide import write_slide
-from micronet.infer.tissue import TissueConfig, embed_on_glass
+from micronet.infer.tissue import TissueConfig
 from micronet.metrics.glas import score_split
 
 SIX = [f"testA_{i}" for i in range(1, 7)]

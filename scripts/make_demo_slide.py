@@ -15,8 +15,8 @@ import numpy as np
 
 from micronet._io import write_png
 from micronet.data.bundled import DEMO_SLIDE_COLUMNS, list_samples, load_sample
+from micronet.infer.glass import embed_on_glass
 from micronet.infer.slide import write_slide
-from micronet.infer.tissue import embed_on_glass
 
 SAMPLES = Path(__file__).resolve().parents[1] / "src" / "micronet" / "data" / "samples"
 

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from fakes import PaleGlandModel, make_synthetic_glands, write_pyramid
 from micronet.infer import PostprocessConfig, Segmenter
 from micronet.infer.export import SUSPECT_AREA_UM2, export_segmentation, flag_suspects
-from micronet.infer.tissue import TissueConfig, TissueMask, detect_tissue, embed_on_glass
+from micronet.infer.glass import embed_on_glass
+from micronet.infer.tissue import TissueConfig, TissueMask, detect_tissue
 
 INK = {"blue": (25, 45, 190), "green": (30, 150, 60), "black": (25, 25, 25)}
 

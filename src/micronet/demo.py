@@ -41,7 +41,7 @@ def run_demo(out_dir: str | Path = "micronet-demo", weights: str = "glas", devic
     from .data.bundled import DEMO_SLIDE_COLUMNS, demo_slide, list_samples, load_sample
     from .infer import Segmenter
     from .infer.export import export_segmentation, rasterize_polygons
-    from .infer.tissue import glass_layout
+    from .infer.glass import glass_layout
     from .metrics.glas import pool_scores, score_split
     from .metrics.report import Example, best_and_worst, provenance, write_report
 
