@@ -113,11 +113,17 @@ def run_variants(script: str, doc: str, variants: dict[str, dict[str, str]],
     return args, {name: min(runs, key=lambda r: r["step_s"]) for name, runs in results.items()}
 
 
-def report(args: argparse.Namespace, script: str, title: str, header: list[str],
-           rows: list[str]) -> None:
-    """Print the results table and write it, with the command that measured it, to ``--out``."""
+def report(args: argparse.Namespace, script: str, title: str, variant: str,
+           best: dict[str, dict[str, float]], extra: dict[str, Callable[[dict[str, float]], str]]
+           ) -> None:
+    """Print the results table (a row per variant: its best step, samples/s and GFLOP/s, then
+    the ``extra`` columns, each a header and a cell formatter) and write it, with the command
+    that measured it, to ``--out``."""
+    header = [variant, "best step (s)", "samples/s", "GFLOP/s", *extra]
+    rows = [f"| {name} | {b['step_s']:.3f} | {b['samples_per_s']:.2f} | {b['gflops']:.0f} | "
+            + "".join(f"{cell(b)} | " for cell in extra.values()) for name, b in best.items()]
     table = "\n".join(["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1),
-                       *rows])
+                       *(row.rstrip() for row in rows)])
     print(table)
     if args.out:
         args.out.write_text(f"# {title}\n\n`python benchmarks/{Path(script).name} --steps "
@@ -132,14 +138,12 @@ def main() -> None:
         return
     args, best = ran
     base = best["default"]["step_s"]
-    rows = [f"| {name} | {b['step_s']:.3f} | {b['samples_per_s']:.2f} | {b['gflops']:.0f} | "
-            f"{base / b['step_s']:.2f}× | {b['sys_share']:.0%} | "
-            f"{b['minor_faults'] / (args.steps + args.warmup):,.0f} | {b['peak_rss_gib']:.2f} |"
-            for name, b in best.items()]
-    report(args, __file__, "C allocator settings and the CPU training step",
-           ["malloc setting", "best step (s)", "samples/s", "GFLOP/s", "vs default", "system time",
-            "page faults / step", "peak RSS (GiB)"], rows)
-
+    steps = args.steps + args.warmup
+    report(args, __file__, "C allocator settings and the CPU training step", "malloc setting",
+           best, {"vs default": lambda b: f"{base / b['step_s']:.2f}×",
+                  "system time": lambda b: f"{b['sys_share']:.0%}",
+                  "page faults / step": lambda b: f"{b['minor_faults'] / steps:,.0f}",
+                  "peak RSS (GiB)": lambda b: f"{b['peak_rss_gib']:.2f}"})
 
 if __name__ == "__main__":
     main()

@@ -39,12 +39,9 @@ def main() -> None:
         return
     args, best = ran
     slow = best["torch ConvTranspose2d"]["step_s"]
-    rows = [f"| {name} | {b['step_s']:.3f} | {b['samples_per_s']:.2f} | {b['gflops']:.0f} | "
-            f"{slow / b['step_s']:.2f}× |" for name, b in best.items()]
     report(args, __file__, "Tiled vs torch transposed convolutions in the CPU training step",
-           ["kernel == stride deconvolution", "best step (s)", "samples/s", "GFLOP/s",
-            "speed-up"], rows)
-
+           "kernel == stride deconvolution", best,
+           {"speed-up": lambda b: f"{slow / b['step_s']:.2f}×"})
 
 if __name__ == "__main__":
     main()

@@ -43,8 +43,8 @@ class TiledDeconv2d(nn.ConvTranspose2d):
 
     Same parameters, state-dict keys and result as :class:`torch.nn.ConvTranspose2d`; on 2 CPU
     cores in bf16 the ×8 auxiliary upsampling's backward pass was 13 % of a Micro-Net-252 training
-    step as a deconvolution (``micronet bench train`` measures the step). Other geometries (the
-    decoder's 5×5 stride-1 re-alignment) use the ordinary path.
+    step as a deconvolution (``benchmarks/bench_deconv.py`` times the step both ways). Other
+    geometries (the decoder's 5×5 stride-1 re-alignment) use the ordinary path.
     """
 
     def forward(self, input: Tensor, output_size: list[int] | None = None) -> Tensor:

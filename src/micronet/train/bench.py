@@ -69,14 +69,9 @@ def matmul_tflops(device: torch.device, dtype: torch.dtype | None, size: int = 2
     data sheets do not say what two threads of a shared VM reach."""
     a = torch.randn(size, size, device=device, dtype=dtype or torch.float32)
     b = torch.randn(size, size, device=device, dtype=dtype or torch.float32)
-    a @ b  # first call: kernel selection
-    best = float("inf")
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        a @ b
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
+    # one untimed first call (kernel selection), then the best of single timed products
+    best = min(time_steps(lambda: a @ b, device, 1, warmup=int(i == 0))[1]
+               for i in range(repeats))
     return 2 * size**3 / best / 1e12
 
 
