@@ -105,8 +105,7 @@ def bench_train(width: float = 0.125, batch_size: int = 2, device: str = "auto",
     x = torch.randn(batch_size, 3, s, s, device=dev)
     target = torch.randint(0, 3, (batch_size, s, s), device=dev)
     weight = torch.ones(batch_size, s, s, device=dev)
-    with torch.device("meta"):
-        flops = count_flops(create(model_name, width=width)) * 3 * batch_size  # fwd + 2× bwd
+    flops = count_flops(model) * 3 * batch_size  # fwd + 2× bwd
     amp = resolve_precision("auto", dev)
     variants = [("naive fp32 NCHW", None, False, False),
                 (f"optimised ({'bf16' if amp else 'fp32'}, channels_last"
