@@ -258,3 +258,26 @@ def test_cli_train_writes_summary_naming_the_best_metric(pairs_dir, tmp_path):
               if r["type"] == "epoch"]
     assert summary["best_score"] == pytest.approx(epochs[-1]["val_dice"])
     assert (out / "curves.png").exists()
+
+
+def test_ema_run_saves_the_average_and_resumes_exactly(pairs_dir, tmp_path):
+    ema = {"schedule.ema_decay": "0.5"}
+    full = train(tiny_config(pairs_dir, tmp_path / "full", **ema), progress=False)
+    plain = train(tiny_config(pairs_dir, tmp_path / "plain"), progress=False)
+    state = torch.load(full.run_dir / "last.pt", weights_only=True)
+    assert state["ema"]["updates"] == 6
+    saved, _ = load_weights(full.run_dir / "last.safetensors")
+    live = state["model"]  # the training weights, kept for resuming
+    assert any(not torch.equal(saved[k], live[k]) for k in saved)  # the average is what's saved
+    # same seed, same steps: EMA changes what is saved, not how the network trains
+    assert all(torch.equal(live[k], torch.load(plain.run_dir / "last.pt",
+                                               weights_only=True)["model"][k]) for k in live)
+    part = train(tiny_config(pairs_dir, tmp_path / "part", **ema, **{"run.max_steps": "4"}),
+                 progress=False)
+    assert part.step == 4
+    rest = train(tiny_config(pairs_dir, tmp_path / "part", **ema), resume=tmp_path / "part",
+                 progress=False)
+    assert_same_weights(full.run_dir / "last.safetensors", rest.run_dir / "last.safetensors")
+    with pytest.raises(MicronetError, match="ema_decay"):
+        train(tiny_config(pairs_dir, tmp_path / "plain", **ema), resume=tmp_path / "plain",
+              progress=False)

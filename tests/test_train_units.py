@@ -201,3 +201,30 @@ def test_bench_train_reports_speedup_against_a_measured_peak(tmp_path, capsys):
     assert r["peak_tflops"] > 0 and "measured" in r["peak_source"]
     assert r["fraction_of_peak"] == pytest.approx(r["timings"][1]["tflops"] / r["peak_tflops"])
     assert "% of" in capsys.readouterr().out
+
+
+def test_weight_average_follows_the_ema_formula_and_swaps_back():
+    from micronet.train.ema import WeightAverage
+
+    model = torch.nn.Linear(3, 2)
+    start = model.weight.detach().clone()
+    ema = WeightAverage(model, decay=0.9)
+    assert ema.current_decay() == pytest.approx(0.1)  # warm-up: (1+0)/(10+0)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update()  # average = 0.1·start + 0.9·(start+1)
+    expected = start + 0.9
+    with ema.applied() as averaged:
+        assert averaged is model and torch.allclose(model.weight, expected)
+    assert torch.equal(model.weight, start + 1.0)  # training weights are back
+    for _ in range(100):
+        ema.update()
+    assert ema.current_decay() == pytest.approx(0.9)  # warm-up over: the configured decay
+    restored = WeightAverage(model, decay=0.9)
+    restored.load_state_dict(ema.state_dict())
+    assert restored.updates == 101 and all(
+        torch.equal(a, b) for a, b in zip(restored.average, ema.average, strict=True))
+    ema.copy_to_model()
+    assert torch.allclose(model.weight, start + 1.0, atol=1e-3)  # converged to the live weights
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(model, decay=1.0)

@@ -111,6 +111,7 @@ class ScheduleConfig:
     weight_decay: float = 0.0
     grad_clip: float = 0.0  # 0 = off
     dice_weight: float = 0.0  # soft Dice on the gland class added to the loss (0 = paper: off)
+    ema_decay: float = 0.0  # validate/save an EMA of the weights, e.g. 0.998 (0 = paper: off)
 
 
 @dataclass(frozen=True)
@@ -248,6 +249,7 @@ class TrainConfig:
             ("schedule.budget_min", s.budget_min >= 0, "must be >= 0 (0 = no budget)"),
             ("schedule.grad_clip", s.grad_clip >= 0, "must be >= 0 (0 = off)"),
             ("schedule.dice_weight", s.dice_weight >= 0, "must be >= 0 (0 = off)"),
+            ("schedule.ema_decay", 0 <= s.ema_decay < 1, "must be in [0, 1) (0 = off)"),
             ("run.threads", r.threads >= 0, "must be >= 0 (0 = torch default)"),
             ("run.log_every", r.log_every >= 1, "must be >= 1"),
             ("run.checkpoint_every", r.checkpoint_every >= 1, "must be >= 1"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, cast
@@ -28,6 +29,7 @@ from .checkpoint import load_state, save_model_weights, save_state
 from .config import DataConfig, TrainConfig
 from .data import TrainingData, load_training_data
 from .distributed import DistInfo, cleanup_distributed, init_distributed
+from .ema import WeightAverage
 from .schedule import aux_weight, budget_steps, cosine_lr, learning_rate
 from .step import model_input, training_step
 
@@ -153,6 +155,7 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     model.set_grad_checkpointing(config.model.grad_checkpointing)
     optimizer = _make_optimizer(model, config)
+    ema = WeightAverage(model, s.ema_decay) if s.ema_decay else None
     generator = torch.Generator().manual_seed(config.run.seed * 1000 + dist.rank)
     step, best = 0, -1.0
     clock = _Clock()  # wall time spent training and validating, carried across resumes
@@ -160,6 +163,11 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
         state = load_state(run.state)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if ema is not None:
+            if "ema" not in state:
+                raise MicronetError(f"{run.state}: schedule.ema_decay is set but this run was "
+                                    "trained without it; resume with the run's own config")
+            ema.load_state_dict(state["ema"])
         step, best = int(state["step"]), float(state["best_score"])
         total_steps = int(state.get("total_steps", total_steps))
         train_s, val_s, validations = state.get("clock", (0.0, 0.0, 0))
@@ -177,9 +185,14 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
 
     resolution = {"mpp": config.data.train_mpp, "input_mpp": config.data.image_mpp}
 
+    def averaged() -> AbstractContextManager[torch.nn.Module]:
+        """The model to validate and save: the weight average when ``schedule.ema_decay``."""
+        return ema.applied() if ema is not None else nullcontext(model)
+
     def save_best() -> None:  # main process only
-        save_model_weights(model, run.best, config.run.shard_mb,
-                           step=step, epoch=step / steps_per_epoch, **resolution)
+        with averaged() as weights:
+            save_model_weights(weights, run.best, config.run.shard_mb,
+                               step=step, epoch=step / steps_per_epoch, **resolution)
 
     def save_last() -> None:  # every process: the RNG states of all ranks are gathered
         rng_all = [_rng_state(generator, device)]
@@ -193,8 +206,10 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
         save_state(run.state, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
             "best_score": best, "rng": rng_all, "config": json.dumps(config.to_dict()),
-            "total_steps": total_steps, "clock": list(clock)})
-        save_model_weights(model, run.last, config.run.shard_mb, **extra)
+            "total_steps": total_steps, "clock": list(clock),
+            **({"ema": ema.state_dict()} if ema is not None else {})})
+        with averaged() as weights:
+            save_model_weights(weights, run.last, config.run.shard_mb, **extra)
 
     start_time = time.monotonic()
     invocation_limit = step + config.run.max_steps if config.run.max_steps else None
@@ -234,6 +249,8 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
                                         aux_weight=aux_weight(epoch), grad_clip=s.grad_clip,
                                         parameters=model.parameters(),
                                         dice_weight=s.dice_weight)
+            if ema is not None:
+                ema.update()
             step += 1
             step_s = time.perf_counter() - t0
             clock = clock._replace(train_s=clock.train_s + step_s)
@@ -263,7 +280,8 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
                 due = (epoch + 1) % config.run.val_every == 0 or finished
                 if config.run.validate and data.val_images and dist.is_main and due:
                     t_val = time.perf_counter()
-                    validation = _validate(model, data, device, config.data)
+                    with averaged() as weights:
+                        validation = _validate(weights, data, device, config.data)
                     clock = clock._replace(val_s=clock.val_s + time.perf_counter() - t_val,
                                            validations=clock.validations + 1)
                     record.update(validation.scores)
@@ -290,6 +308,8 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
                 break
     if dist.is_main and best < 0 and not run.best.exists():
         save_best()  # no validation ran: the last weights are the best we have
+    if ema is not None:
+        ema.copy_to_model()  # the run's result is the averaged network
     return TrainResult(run_dir, model, step, best)
 
 
