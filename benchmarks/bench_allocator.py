@@ -120,10 +120,10 @@ def report(args: argparse.Namespace, script: str, title: str, variant: str,
     the ``extra`` columns, each a header and a cell formatter) and write it, with the command
     that measured it, to ``--out``."""
     header = [variant, "best step (s)", "samples/s", "GFLOP/s", *extra]
-    rows = [f"| {name} | {b['step_s']:.3f} | {b['samples_per_s']:.2f} | {b['gflops']:.0f} | "
-            + "".join(f"{cell(b)} | " for cell in extra.values()) for name, b in best.items()]
+    rows = [[name, f"{b['step_s']:.3f}", f"{b['samples_per_s']:.2f}", f"{b['gflops']:.0f}",
+             *(cell(b) for cell in extra.values())] for name, b in best.items()]
     table = "\n".join(["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1),
-                       *(row.rstrip() for row in rows)])
+                       *("| " + " | ".join(row) + " |" for row in rows)])
     print(table)
     if args.out:
         args.out.write_text(f"# {title}\n\n`python benchmarks/{Path(script).name} --steps "

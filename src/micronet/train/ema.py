@@ -49,7 +49,7 @@ class WeightAverage:
         training weights are put back on exit."""
         live = self._tracked()
         saved = [t.clone() for t in live]
-        torch._foreach_copy_(live, self.average)
+        self.copy_to_model()
         try:
             yield self.model
         finally:
