@@ -9,9 +9,17 @@ from micronet.cli import main
 
 
 def test_missing_path_option_is_a_usage_error(capsys, tmp_path):
-    assert main(["tune", "--weights", str(tmp_path / "nope"), "--data", str(tmp_path)]) == 2
+    assert main(["tune", "--weights", str(tmp_path / "nope"), "--data",
+                 str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert "does not exist" in err and "Traceback" not in err
+
+
+def test_missing_weights_is_a_one_line_error(capsys, tmp_path):
+    assert main(["tune", "--weights", str(tmp_path / "nope.safetensors"), "--data",
+                 str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "nope.safetensors: weights file not found" in err and "Traceback" not in err
 
 
 def test_unknown_command_and_help():

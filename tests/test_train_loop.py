@@ -242,6 +242,25 @@ def test_tune_writes_postprocess_that_segmenter_uses(pairs_dir, tmp_path):
         == 1
 
 
+def test_tune_takes_a_sharded_checkpoint_by_its_file_name(pairs_dir, tmp_path):
+    """``RUN/last.safetensors`` names the checkpoint whether it was written whole or as shards
+    (then only ``last.safetensors.index.json`` and the shards exist)."""
+    from micronet.cli import main
+    from micronet.models.weights_io import load_weights, save_weights
+
+    run = train(tiny_config(pairs_dir, tmp_path / "run", **{"run.max_steps": "1"}),
+                progress=False).run_dir
+    last = run / "last.safetensors"
+    state, meta = load_weights(last)
+    last.unlink()
+    shards = save_weights(state, last, meta, shard_mb=0.05)
+    assert len(shards) > 1 and not last.exists()
+    assert main(["tune", "--weights", str(last), "--data", str(pairs_dir), "--device", "cpu",
+                 "--out", str(tmp_path / "pp.json")]) == 0
+    split = json.loads((run / "split.json").read_text())
+    assert json.loads((tmp_path / "pp.json").read_text())["tuned_on"] == split["val"]
+
+
 def test_cli_train_writes_summary_naming_the_best_metric(pairs_dir, tmp_path):
     from micronet.cli import main
 

@@ -21,9 +21,10 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 
     @app.command("tune")
     def tune_cmd(
-        weights: Path = typer.Option(..., "--weights", exists=True,
-                                     help="Training run folder or .safetensors file (its run's "
-                                          "split.json says which images were held out)."),
+        weights: Path = typer.Option(..., "--weights",
+                                     help="Training run folder or .safetensors file, whole or "
+                                          "sharded (its run's split.json says which images "
+                                          "were held out)."),
         data: Path = typer.Option(..., "--data", exists=True, file_okay=False,
                                   help="The training data (imported GlaS folder or pairs)."),
         split: str = typer.Option("train", "--split"),
@@ -59,6 +60,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         from ..errors import MicronetError
         from ..infer import Segmenter
         from ..infer.run_folder import RunFolder, write_postprocess
+        from ..models.weights_io import resolve_weights
         from ..infer.tune import (
             DEFAULT_GRID,
             TUNE_BASE,
@@ -73,6 +75,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         if objective not in TUNE_OBJECTIVES:
             raise MicronetError(f"--objective {objective!r}: expected "
                                 f"{', '.join(TUNE_OBJECTIVES)}")
+        resolve_weights(weights)  # a missing file is a one-line error before data is read
         run = RunFolder.of(weights)
         dataset = open_dataset(data, split)
         val_names = _held_out(run, dataset, data, val_fraction, seed, val_split)

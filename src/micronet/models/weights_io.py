@@ -17,7 +17,7 @@ from torch import nn
 from .._io import atomic_path
 from ..errors import MicronetError
 
-__all__ = ["save_weights", "load_weights", "weights_metadata", "load_state_into"]
+__all__ = ["save_weights", "load_weights", "weights_metadata", "load_state_into", "resolve_weights"]
 
 
 def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -110,7 +110,10 @@ def _join_parts(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def _resolve(path: Path) -> Path:
+def resolve_weights(path: str | Path) -> Path:
+    """The file to read for ``path``: itself, its shard index (``NAME.safetensors`` written as
+    shards has only ``NAME.safetensors.index.json``), or a run folder's best/last weights."""
+    path = Path(path)
     if path.is_dir():
         for name in ("best.safetensors", "last.safetensors", "model.safetensors"):
             for cand in (path / name, path / f"{name}.index.json"):
@@ -130,7 +133,7 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    src = _resolve(Path(path))
+    src = resolve_weights(path)
     try:
         if src.name.endswith(".index.json"):
             index = json.loads(src.read_text())
@@ -151,7 +154,7 @@ def weights_metadata(path: str | Path) -> dict[str, str]:
     """Only the metadata (architecture, width, ...) of a weights file or index."""
     from safetensors import safe_open
 
-    src = _resolve(Path(path))
+    src = resolve_weights(path)
     if src.name.endswith(".index.json"):
         return dict(json.loads(src.read_text()).get("metadata", {}))
     with safe_open(str(src), framework="pt") as f:
