@@ -60,7 +60,6 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         from ..errors import MicronetError
         from ..infer import Segmenter
         from ..infer.run_folder import RunFolder, write_postprocess
-        from ..models.weights_io import resolve_weights
         from ..infer.tune import (
             DEFAULT_GRID,
             TUNE_BASE,
@@ -69,6 +68,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             score_with,
             tune_postprocess,
         )
+        from ..models.weights_io import resolve_weights
 
         if images not in ("holdout", "all"):
             raise MicronetError(f"--images {images!r}: expected holdout or all")
