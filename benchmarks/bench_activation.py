@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 
 from bench_allocator import child as time_recipe_step  # same step, same figures
-from bench_allocator import report, run_variants
+from bench_allocator import compare
 
 VARIANTS = {
     "tanh (paper)": {"MICRONET_BENCH_STYLE": "none,tanh"},
@@ -41,14 +41,9 @@ def child(steps: int, warmup: int, batch: int) -> None:
 
 
 def main() -> None:
-    ran = run_variants(__file__, __doc__, VARIANTS, child)
-    if ran is None:
-        return
-    args, best = ran
-    base = best["tanh (paper)"]["step_s"]
-    report(args, __file__, "Activation and normalisation: the CPU training step", "layers",
-           best, {"vs tanh": lambda b: f"{base / b['step_s']:.2f}×",
-                  "peak RSS (GiB)": lambda b: f"{b['peak_rss_gib']:.2f}"})
+    compare(__file__, __doc__, VARIANTS, child, "Activation and normalisation: the CPU training "
+            "step", "layers", "tanh (paper)", "vs tanh",
+            lambda args: {"peak RSS (GiB)": lambda b: f"{b['peak_rss_gib']:.2f}"})
 
 
 if __name__ == "__main__":

@@ -127,23 +127,35 @@ def report(args: argparse.Namespace, script: str, title: str, variant: str,
     print(table)
     if args.out:
         args.out.write_text(f"# {title}\n\n`python benchmarks/{Path(script).name} --steps "
-                            f"{args.steps} --rounds {args.rounds}` (best of {args.rounds} fresh "
+                            f"{args.steps} --rounds {args.rounds} --batch {args.batch}` (best of {args.rounds} fresh "
                             f"processes each, variants alternating; batch {args.batch}, 2 threads)"
                             f"\n\n{table}\n")
 
 
-def main() -> None:
-    ran = run_variants(__file__, __doc__, VARIANTS, child)
+def compare(script: str, doc: str, variants: dict[str, dict[str, str]],
+            child_fn: Callable[[int, int, int], None], title: str, variant: str, baseline: str,
+            ratio: str, extra: Callable[[argparse.Namespace], dict[str, Callable[
+                [dict[str, float]], str]]] | None = None) -> None:
+    """A step benchmark's whole command line: time the variants (or, as ``--child``, one), then
+    report each one's speed against ``baseline`` in the ``ratio`` column, plus ``extra(args)``."""
+    ran = run_variants(script, doc, variants, child_fn)
     if ran is None:
         return
     args, best = ran
-    base = best["default"]["step_s"]
-    steps = args.steps + args.warmup
-    report(args, __file__, "C allocator settings and the CPU training step", "malloc setting",
-           best, {"vs default": lambda b: f"{base / b['step_s']:.2f}×",
-                  "system time": lambda b: f"{b['sys_share']:.0%}",
-                  "page faults / step": lambda b: f"{b['minor_faults'] / steps:,.0f}",
-                  "peak RSS (GiB)": lambda b: f"{b['peak_rss_gib']:.2f}"})
+    base = best[baseline]["step_s"]
+    report(args, script, title, variant, best,
+           {ratio: lambda b: f"{base / b['step_s']:.2f}×", **(extra(args) if extra else {})})
+
+
+def main() -> None:
+    def columns(args: argparse.Namespace) -> dict[str, Callable[[dict[str, float]], str]]:
+        steps = args.steps + args.warmup
+        return {"system time": lambda b: f"{b['sys_share']:.0%}",
+                "page faults / step": lambda b: f"{b['minor_faults'] / steps:,.0f}",
+                "peak RSS (GiB)": lambda b: f"{b['peak_rss_gib']:.2f}"}
+
+    compare(__file__, __doc__, VARIANTS, child, "C allocator settings and the CPU training step",
+            "malloc setting", "default", "vs default", columns)
 
 if __name__ == "__main__":
     main()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 
 from bench_allocator import child as time_recipe_step  # same step, same figures
-from bench_allocator import report, run_variants
+from bench_allocator import compare
 
 VARIANTS = {"tiled (default)": {}, "torch ConvTranspose2d": {"MICRONET_BENCH_TORCH_DECONV": "1"}}
 
@@ -34,14 +34,10 @@ def child(steps: int, warmup: int, batch: int) -> None:
 
 
 def main() -> None:
-    ran = run_variants(__file__, __doc__, VARIANTS, child)
-    if ran is None:
-        return
-    args, best = ran
-    slow = best["torch ConvTranspose2d"]["step_s"]
-    report(args, __file__, "Tiled vs torch transposed convolutions in the CPU training step",
-           "kernel == stride deconvolution", best,
-           {"speed-up": lambda b: f"{slow / b['step_s']:.2f}×"})
+    compare(__file__, __doc__, VARIANTS, child,
+            "Tiled vs torch transposed convolutions in the CPU training step",
+            "kernel == stride deconvolution", "torch ConvTranspose2d", "speed-up")
+
 
 if __name__ == "__main__":
     main()
