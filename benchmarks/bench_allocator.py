@@ -127,8 +127,8 @@ def report(args: argparse.Namespace, script: str, title: str, variant: str,
     print(table)
     if args.out:
         args.out.write_text(f"# {title}\n\n`python benchmarks/{Path(script).name} --steps "
-                            f"{args.steps} --rounds {args.rounds} --batch {args.batch}` (best of {args.rounds} fresh "
-                            f"processes each, variants alternating; batch {args.batch}, 2 threads)"
+                            f"{args.steps} --rounds {args.rounds} --batch {args.batch}` (best of "
+                            f"{args.rounds} fresh processes each, variants alternating; 2 threads)"
                             f"\n\n{table}\n")
 
 
