@@ -27,17 +27,9 @@ VARIANTS = {
 
 def child(steps: int, warmup: int, batch: int) -> None:
     """Time the recipe's step in this process with the variant's layers; print JSON."""
-    import micronet.models as models
-
     norm, act = os.environ["MICRONET_BENCH_STYLE"].split(",")
-    plain = models.create
-
-    def styled(name: str, **kwargs: object) -> models.MicroNet:
-        return plain(name, norm=norm, act=act, **kwargs)  # type: ignore[arg-type]
-
-    models.create = styled  # type: ignore[assignment]  # the step builds its model by name
     os.environ["MICRONET_BENCH_MALLOPT"] = "1"  # as `micronet train` runs on CPU
-    time_recipe_step(steps, warmup, batch)
+    time_recipe_step(steps, warmup, batch, norm=norm, act=act)
 
 
 def main() -> None:

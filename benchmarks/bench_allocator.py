@@ -33,8 +33,9 @@ VARIANTS = {
 }
 
 
-def child(steps: int, warmup: int, batch: int) -> None:
-    """Time the recipe's training step in this process; print JSON."""
+def child(steps: int, warmup: int, batch: int, **model_kwargs: str) -> None:
+    """Time the recipe's training step in this process (``model_kwargs``, e.g. ``act``, passed to
+    ``create``); print JSON."""
     import resource
 
     import torch
@@ -49,7 +50,8 @@ def child(steps: int, warmup: int, batch: int) -> None:
         assert keep_freed_memory()
     torch.set_num_threads(2)
     torch.manual_seed(0)
-    model = create("micronet252", width=0.25).train().to(memory_format=torch.channels_last)
+    model = create("micronet252", width=0.25, **model_kwargs).train()
+    model = model.to(memory_format=torch.channels_last)
     x = model_input(torch.randint(0, 256, (batch, 3, 252, 252)).float(), True)
     target = torch.randint(0, 3, (batch, 252, 252))
     weight = torch.ones(batch, 252, 252)
