@@ -129,10 +129,6 @@ class RunFolder:
     def curves(self) -> Path:
         return self.path / self.CURVES
 
-    def has_weights(self, path: Path) -> bool:
-        """Whether ``path`` (best or last) exists, whole or sharded."""
-        return path.exists() or (path.parent / f"{path.name}.index.json").exists()
-
     # --- reading and writing ------------------------------------------------------------------
 
     def _read_json(self, path: Path, what: str) -> Any:
