@@ -184,11 +184,19 @@ def test_recorded_run_configs_still_load(path):
     assert config.data.mpp == recorded["data"].get("mpp", 0.0)
 
 
-def test_bench_train_reports_speedup_against_a_measured_peak(tmp_path, capsys):
+def test_bench_train_reports_speedup_against_a_measured_peak(tmp_path, capsys, monkeypatch):
     """`micronet bench train` times both step variants and, on a CPU, reports the optimised
-    step's GFLOP/s as a share of a matmul rate measured in the same run."""
+    step's GFLOP/s as a share of a matmul rate measured in the same run; the optimised step
+    keeps freed memory as `micronet train` does, the naive one runs before that is set."""
     from micronet.cli import main
+    from micronet.train import bench
     from micronet.train.bench import matmul_tflops
+
+    events: list[str] = []
+    monkeypatch.setattr(bench, "keep_freed_memory", lambda: events.append("kept"))
+    timed = bench._time_steps
+    monkeypatch.setattr(bench, "_time_steps",
+                        lambda *a, **k: events.append("timed") or timed(*a, **k))
 
     assert matmul_tflops(torch.device("cpu"), None, size=64, repeats=2) > 0
     out = tmp_path / "bench.json"
@@ -197,6 +205,8 @@ def test_bench_train_reports_speedup_against_a_measured_peak(tmp_path, capsys):
                  "--json", str(out)]) in (0, None)
     r = json.loads(out.read_text())
     assert [t["name"].split(" ")[0] for t in r["timings"]] == ["naive", "optimised"]
+    assert events == ["timed", "kept", "timed"]
+    assert "kept freed memory" in r["timings"][1]["name"]
     assert r["speedup"] == pytest.approx(r["timings"][0]["step_s"] / r["timings"][1]["step_s"])
     assert r["peak_tflops"] > 0 and "measured" in r["peak_source"]
     assert r["fraction_of_peak"] == pytest.approx(r["timings"][1]["tflops"] / r["peak_tflops"])
