@@ -76,7 +76,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         typer.echo(f"{r['model']} width {r['width']} batch {r['batch_size']} on {r['device']} "
                    f"({r['threads']} threads), {r['gflop_per_step']:.0f} GFLOP/step")
         for t in r["timings"]:
-            typer.echo(f"  {t['name']:<45} step {t['step_s']:.3f} s  warm-up {t['warmup_s']:.2f} s"
+            typer.echo(f"  {t['name']:<52} step {t['step_s']:.3f} s  warm-up {t['warmup_s']:.2f} s"
                        f"  {t['tflops'] * 1000:.1f} GFLOP/s")
         typer.echo(f"  speed-up: {r['speedup']:.2f}x")
         if "fraction_of_peak" in r:
