@@ -17,7 +17,13 @@ from pathlib import Path
 
 from micronet.data.folders import open_dataset
 from micronet.infer import Segmenter
-from micronet.infer.tune import DEFAULT_GRID, TUNE_BASE, score_with, tune_postprocess
+from micronet.infer.tune import (
+    DEFAULT_GRID,
+    TUNE_BASE,
+    holdout_maps,
+    score_with,
+    tune_postprocess,
+)
 
 
 def main() -> None:
@@ -33,13 +39,11 @@ def main() -> None:
     names = json.loads(args.split.read_text())["val"]
     index = {n: i for i, n in enumerate(dataset.names)}
     items = [dataset[index[n]] for n in names]
-    labels = [it["labels"] for it in items]
+    images, labels = [it["image"] for it in items], [it["labels"] for it in items]
     segmenter = Segmenter(weights=args.weights, device="cpu", postprocess={})
     for scale in args.scales:
         t0 = time.perf_counter()
-        maps = [segmenter.labelling_maps(segmenter.infer(it["image"],
-                                                         mpp=args.image_mpp * scale))[0]
-                for it in items]
+        maps = holdout_maps(segmenter, images, mpp=args.image_mpp * scale)
         best, _ = tune_postprocess(maps, labels, DEFAULT_GRID, base=TUNE_BASE, objective="f1")
         scores = score_with(maps, labels, best)
         print(f"scale {scale}: {time.perf_counter() - t0:.0f} s, best {best.__dict__}: "

@@ -75,9 +75,10 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         r = bench_train(width, batch_size, device, steps, warmup, compile_, model)
         typer.echo(f"{r['model']} width {r['width']} batch {r['batch_size']} on {r['device']} "
                    f"({r['threads']} threads), {r['gflop_per_step']:.0f} GFLOP/step")
+        name_width = max(len(t["name"]) for t in r["timings"])
         for t in r["timings"]:
-            typer.echo(f"  {t['name']:<52} step {t['step_s']:.3f} s  warm-up {t['warmup_s']:.2f} s"
-                       f"  {t['tflops'] * 1000:.1f} GFLOP/s")
+            typer.echo(f"  {t['name']:<{name_width}} step {t['step_s']:.3f} s  "
+                       f"warm-up {t['warmup_s']:.2f} s  {t['tflops'] * 1000:.1f} GFLOP/s")
         typer.echo(f"  speed-up: {r['speedup']:.2f}x")
         if "fraction_of_peak" in r:
             typer.echo(f"  optimised step: {r['timings'][1]['tflops'] * 1000:.0f} GFLOP/s = "

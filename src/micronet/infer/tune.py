@@ -107,8 +107,10 @@ class MapSegmenter(Protocol):
     """What tuning needs of a segmenter (:class:`~micronet.infer.Segmenter` is one): an image's
     class maps as they are labelled."""
 
-    def infer(self, image: np.ndarray, *, progress: Any = None) -> Inference:
-        """The network's class maps of ``image`` (``progress=False``: no progress bar)."""
+    def infer(self, image: np.ndarray, *, mpp: float | None = None,
+              progress: Any = None) -> Inference:
+        """The network's class maps of ``image`` at ``mpp`` µm/px (``None``: the default
+        input µm/px; ``progress=False``: no progress bar)."""
         ...
 
     def labelling_maps(self, inference: Inference) -> tuple[ClassMaps, TissueMask | None]:
@@ -120,9 +122,11 @@ class MapSegmenter(Protocol):
 TUNE_BASE = PostprocessConfig(foreground_seeds=True)
 
 
-def holdout_maps(segmenter: MapSegmenter, images: Sequence[np.ndarray]) -> list[ClassMaps]:
-    """The class maps ``segmenter`` labels each image from (predicted once, then re-labelled)."""
-    return [segmenter.labelling_maps(segmenter.infer(image, progress=False))[0]
+def holdout_maps(segmenter: MapSegmenter, images: Sequence[np.ndarray],
+                 mpp: float | None = None) -> list[ClassMaps]:
+    """The class maps ``segmenter`` labels each image from (predicted once, then re-labelled);
+    ``mpp``: the images' µm/px (``None``: the segmenter's default input µm/px)."""
+    return [segmenter.labelling_maps(segmenter.infer(image, mpp=mpp, progress=False))[0]
             for image in images]
 
 

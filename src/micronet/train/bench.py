@@ -111,14 +111,14 @@ def bench_train(width: float = 0.125, batch_size: int = 2, device: str = "auto",
     flops = count_flops(model) * 3 * batch_size  # fwd + 2× bwd
     amp = resolve_precision("auto", dev)
     # the naive step first: keep_freed_memory is process-wide and cannot be undone
-    kept = dev.type == "cpu"
-    variants = [("naive fp32 NCHW", None, False, False),
+    keep = dev.type == "cpu"
+    variants = [("naive fp32 NCHW", None, False, False, False),
                 (f"optimised ({'bf16' if amp else 'fp32'}, channels_last"
-                 f"{', compiled' if compile_ else ''}{', kept freed memory' if kept else ''})",
-                 amp, True, compile_)]
+                 f"{', compiled' if compile_ else ''}{', kept freed memory' if keep else ''})",
+                 amp, True, compile_, keep)]
     timings = []
-    for name, a, cl, comp in variants:
-        if kept and name.startswith("optimised"):
+    for name, a, cl, comp, keep_memory in variants:
+        if keep_memory:
             keep_freed_memory()
         warm, step_s = _time_steps(model, x, target, weight, dev, a, cl, steps,
                                    warmup if not comp else max(warmup, 2), comp)
