@@ -130,6 +130,9 @@ class RunConfig:
     validate: bool = True
     val_every: int = 1  # epochs between validations (and `best` checkpoint decisions)
     best_metric: str = "val_f1_tuned"  # what `best` maximises; one of BEST_METRICS
+    # fraction of the schedule's steps before which validations are logged but cannot become
+    # `best` (e.g. 0.75: choose among the last quarter, where the lr is low; 0 = any step)
+    best_after: float = 0.0
     max_steps: int = 0  # stop this invocation after this many steps (0 = whole schedule)
     time_limit_min: float = 0.0  # stop (after a checkpoint) after this many minutes; 0 = no limit
     shard_mb: int = 15  # safetensors shard size for checkpoints (device transfers need < 16 MiB)
@@ -254,6 +257,7 @@ class TrainConfig:
             ("run.log_every", r.log_every >= 1, "must be >= 1"),
             ("run.checkpoint_every", r.checkpoint_every >= 1, "must be >= 1"),
             ("run.val_every", r.val_every >= 1, "must be >= 1"),
+            ("run.best_after", 0 <= r.best_after < 1, "must be in [0, 1) (0 = any step)"),
             ("run.max_steps", r.max_steps >= 0, "must be >= 0 (0 = whole schedule)"),
             ("run.time_limit_min", r.time_limit_min >= 0, "must be >= 0 (0 = no limit)"),
             ("run.shard_mb", r.shard_mb >= 1, "must be >= 1"),

@@ -286,9 +286,11 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
                                            validations=clock.validations + 1)
                     record.update(validation.scores)
                     score = validation.scores[config.run.best_metric]
-                    if score > best:
+                    eligible = step >= config.run.best_after * total_steps
+                    if eligible and score > best:
                         best = score
                         save_best()
+                        record["best"] = True  # this validation's weights are `best` now
                         # the best checkpoint's grid-tuned post-processing, until `micronet tune`
                         run.write_postprocess(validation.postprocess, validation.table,
                                               data.val_names)
