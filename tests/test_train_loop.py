@@ -261,7 +261,7 @@ def test_tune_takes_a_sharded_checkpoint_by_its_file_name(pairs_dir, tmp_path):
     assert json.loads((tmp_path / "pp.json").read_text())["tuned_on"] == split["val"]
 
 
-def test_best_after_keeps_early_validations_out_of_best(pairs_dir, tmp_path):
+def test_best_after_keeps_early_validations_out_of_best(pairs_dir, tmp_path, capsys):
     """run.best_after 0.9 of 3 steps: epochs 1-2 are validated, only step 3 can be best."""
     cfg = tiny_config(pairs_dir, tmp_path / "late", **{
         "run.validate": "true", "run.best_after": "0.9", "schedule.epochs": "3",
@@ -273,6 +273,8 @@ def test_best_after_keeps_early_validations_out_of_best(pairs_dir, tmp_path):
     assert all("val_f1_tuned" in r for r in epochs)
     assert [r.get("best", False) for r in epochs] == [False, False, True]
     assert result.best_score == epochs[-1]["val_f1_tuned"]
+    console = capsys.readouterr().err.replace("\n", " ")  # rich wraps long lines
+    assert console.count(", best") == 1 and "best 1" not in console  # the flag, not "best 1"
     with pytest.raises(MicronetError, match=r"run.best_after=1.0: must be in \[0, 1\)"):
         train(tiny_config(pairs_dir, tmp_path / "bad", **{"run.best_after": "1"}), progress=False)
 

@@ -297,8 +297,8 @@ def _train(config: TrainConfig, resume: Path | None, device: torch.device, dist:
                 if dist.is_main:
                     run.append_log(record)
                     console.print(f"epoch {epoch + 1}/{math.ceil(total_steps / steps_per_epoch)}"
-                                  ": " + ", ".join(f"{k} {v:.4g}" for k, v in record.items()
-                                                   if k not in ("type",)))
+                                  ": " + ", ".join(k if isinstance(v, bool) else f"{k} {v:.4g}"
+                                                   for k, v in record.items() if k != "type"))
                 if s.budget_min and not finished:
                     total_steps = resize_to_budget()
                     prog.update(task, total=total_steps)
