@@ -70,6 +70,9 @@ def test_cli_pred_gt_known_answers(folders, tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     split = metrics["splits"]["all"]
     assert (split["n_images"], split["tp"], split["fp"], split["fn"]) == (2, 2, 2, 0)
+    # a's 40 % piece is a fragment of a found gland, b's blob lies on background
+    assert split["errors"] == {"fn_missed": 0, "fn_merged": 0, "fn_split": 0,
+                               "fp_background": 1, "fp_fragment": 1, "fp_piece": 0}
     pooled, mean = split["pooled"], split["image_mean"]
     assert (pooled["f1"], pooled["precision"], pooled["recall"]) == pytest.approx((2 / 3, .5, 1))
     gt_side = (100 * 0.75 + 100 * 1) / 200
@@ -91,6 +94,7 @@ def test_cli_pred_gt_known_answers(folders, tmp_path, capsys):
     assert [(r["split"], r["image"], r["tp"], r["fp"], r["fn"]) for r in rows] == [
         ("all", "a", "1", "1", "0"), ("all", "b", "1", "1", "0")]
     assert float(rows[0]["object_dice"]) == pytest.approx(5 / 7, rel=1e-5)
+    assert [(r["fp_fragment"], r["fp_background"]) for r in rows] == [("1", "0"), ("0", "1")]
     assert float(rows[0]["object_hausdorff"]) == pytest.approx(4.4, rel=1e-5)
 
     report = (out / "report.md").read_text()
@@ -98,6 +102,7 @@ def test_cli_pred_gt_known_answers(folders, tmp_path, capsys):
     assert "MILD-Net" not in report and "published" not in report
     assert "reconstructed" not in report and "on GlaS" not in report
     assert "| all | pooled | 2 | 2 / 4 | 0.667 | 0.500 | 1.000 |" in report
+    assert "| all | 0 | 0 | 0 | 0 | 2 | 1 | 1 | 0 |" in report  # FN and FP by class
     for figure in ("f1_per_image.png", "best_worst.png"):
         assert Image.open(out / figure).size[0] > 100  # RGB images found beside the GT
 

@@ -6,8 +6,10 @@ Usage::
     scores = score_split([(gt_labels, pred_labels), ...])     # (H, W) integer instance maps
     scores.f1, scores.object_dice, scores.object_hausdorff    # pooled, as in the challenge
     scores.image_mean.f1                                      # per-image mean
+    scores.errors.merged                                      # why glands were missed
 """
 
+from .errors import ErrorCounts, error_counts
 from .evaluate import DEFAULT_SPLITS, ImagePair, evaluate_folders, evaluate_model, glas_pairs
 from .glas import (
     ImageScores,
@@ -28,6 +30,7 @@ from .report import PUBLISHED, PublishedResult, write_report
 
 __all__ = [
     "DEFAULT_SPLITS",
+    "ErrorCounts",
     "ImagePair",
     "ImageScores",
     "Matching",
@@ -38,6 +41,7 @@ __all__ = [
     "Scores",
     "SplitScores",
     "compact_labels",
+    "error_counts",
     "evaluate_folders",
     "evaluate_model",
     "glas_pairs",

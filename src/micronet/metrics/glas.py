@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .errors import ErrorCounts, error_counts
 from .hausdorff import object_hausdorff_distances
 from .matching import Matching, matching, precision_recall_f1
 from .pixel import PixelCounts, pixel_counts
@@ -87,6 +88,7 @@ class ImageScores:
         f1, precision, recall, object_dice, object_hausdorff, pixel_f1: this image's scores.
         gt_objects, pred_objects: per-object areas, Dice and Hausdorff distances.
         pixels: foreground pixel counts.
+        errors: why the FN and FP objects failed (`micronet.metrics.errors`).
     """
 
     name: str
@@ -103,6 +105,7 @@ class ImageScores:
     gt_objects: ObjectScores = field(repr=False)
     pred_objects: ObjectScores = field(repr=False)
     pixels: PixelCounts = field(repr=False)
+    errors: ErrorCounts = field(default=ErrorCounts(), repr=False)
 
     @property
     def n_gt(self) -> int:
@@ -124,7 +127,7 @@ class ImageScores:
         """Flat row (name, counts, scores), e.g. for a CSV."""
         return {"image": self.name, "height": self.shape[0], "width": self.shape[1],
                 "n_gt": self.n_gt, "n_pred": self.n_pred, "tp": self.tp, "fp": self.fp,
-                "fn": self.fn, **self.scores.to_dict()}
+                "fn": self.fn, **self.scores.to_dict(), **self.errors.to_dict()}
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,6 +141,7 @@ class SplitScores:
             computed them (one count, one set of area weights over all objects of the split).
         image_mean: the mean of the per-image scores, as many later papers report.
         per_image: the `ImageScores` of every image, in input order.
+        errors: the images' error classes summed (`micronet.metrics.errors`).
     """
 
     name: str
@@ -152,6 +156,7 @@ class SplitScores:
     pixel_f1: float
     image_mean: Scores
     per_image: tuple[ImageScores, ...] = field(repr=False)
+    errors: ErrorCounts = field(default=ErrorCounts(), repr=False)
 
     @property
     def n_images(self) -> int:
@@ -165,10 +170,11 @@ class SplitScores:
                       self.object_hausdorff, self.pixel_f1)
 
     def to_dict(self) -> dict[str, object]:
-        """Summary for JSON: counts, pooled and per-image-mean scores (not the per-image rows)."""
+        """Summary for JSON: counts, pooled and per-image-mean scores, error classes (not the
+        per-image rows)."""
         return {"n_images": self.n_images, "n_gt": self.tp + self.fn, "n_pred": self.tp + self.fp,
                 "tp": self.tp, "fp": self.fp, "fn": self.fn, "pooled": self.pooled.to_dict(),
-                "image_mean": self.image_mean.to_dict()}
+                "image_mean": self.image_mean.to_dict(), "errors": self.errors.to_dict()}
 
 
 def score_image(gt: np.ndarray, pred: np.ndarray, name: str = "") -> ImageScores:
@@ -193,7 +199,8 @@ def _score_matching(m: Matching, pixels: PixelCounts, name: str) -> ImageScores:
         name=name, shape=m.shape, tp=m.tp, fp=m.fp, fn=m.fn, f1=f1, precision=precision,
         recall=recall, object_dice=_two_sided(gt_objects, pred_objects, "dice", 1.0),
         object_hausdorff=_two_sided(gt_objects, pred_objects, "hausdorff", 0.0),
-        pixel_f1=pixels.f1, gt_objects=gt_objects, pred_objects=pred_objects, pixels=pixels)
+        pixel_f1=pixels.f1, gt_objects=gt_objects, pred_objects=pred_objects, pixels=pixels,
+        errors=error_counts(m))
 
 
 def pool_scores(images: Sequence[ImageScores], name: str = "") -> SplitScores:
@@ -217,7 +224,8 @@ def pool_scores(images: Sequence[ImageScores], name: str = "") -> SplitScores:
         name=name, tp=tp, fp=fp, fn=fn, f1=f1, precision=precision, recall=recall,
         object_dice=_two_sided(gt_objects, pred_objects, "dice", 1.0),
         object_hausdorff=_two_sided(gt_objects, pred_objects, "hausdorff", 0.0),
-        pixel_f1=pixels.f1, image_mean=mean, per_image=images)
+        pixel_f1=pixels.f1, image_mean=mean, per_image=images,
+        errors=sum((s.errors for s in images), ErrorCounts()))
 
 
 def score_split(pairs: Sequence[tuple[np.ndarray, np.ndarray]],

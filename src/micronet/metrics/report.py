@@ -125,7 +125,7 @@ def build_metrics(results: Mapping[str, SplitScores], dataset_label: str,
 
 
 def per_image_csv(results: Mapping[str, SplitScores]) -> str:
-    """One row per image: split, image, size, counts and its six scores."""
+    """One row per image: split, image, size, counts, its six scores and its error classes."""
     rows = [{"split": name, **s.to_dict()} for name, split in results.items()
             for s in split.per_image]
     buf = io.StringIO()
@@ -189,6 +189,23 @@ def _glas_comparison(results: Mapping[str, SplitScores], dataset_label: str) -> 
     return lines
 
 
+def _error_table(results: Mapping[str, SplitScores]) -> list[str]:
+    """How the missed and the extra objects failed, per split (`micronet.metrics.errors`)."""
+    lines = ["", "## Where the errors are", "",
+             "False negatives: *missed* (no prediction touches the gland), *merged* (joined to "
+             "another gland in one object), *split* (no prediction covers more than half of it). "
+             "False positives: *background* (at least half outside every gland), *fragment* (an "
+             "extra piece of a found gland), *piece* (part of a gland no prediction covers by more "
+             "than half).", "",
+             "| Split | FN | missed | merged | split | FP | background | fragment | piece |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, split in results.items():
+        e = split.errors
+        lines.append(f"| {name} | {split.fn} | {e.missed} | {e.merged} | {e.split} | {split.fp} | "
+                     f"{e.background} | {e.fragment} | {e.piece} |")
+    return lines
+
+
 def render_markdown(results: Mapping[str, SplitScores], dataset_label: str,
                     provenance: Mapping[str, Any], figures: Sequence[tuple[str, str]],
                     figure_notes: Sequence[str] = (), glas: bool = False,
@@ -217,6 +234,7 @@ def render_markdown(results: Mapping[str, SplitScores], dataset_label: str,
                 f"{split.tp + split.fp} | {_fmt(s.f1, 3)} | {_fmt(s.precision, 3)} | "
                 f"{_fmt(s.recall, 3)} | {_fmt(s.object_dice, 3)} | "
                 f"{_fmt(s.object_hausdorff, 1)} | {_fmt(s.pixel_f1, 3)} |")
+    lines += _error_table(results)
     if glas:
         lines += _glas_comparison(results, dataset_label)
     lines += ["", "## Figures", ""]
