@@ -9,6 +9,7 @@ from micronet.data.targets import three_class_targets
 from micronet.infer.postprocess import (
     ClassMaps,
     PostprocessConfig,
+    instance_confidence,
     label_glands,
     measure_glands,
     remove_small,
@@ -201,7 +202,8 @@ def test_tune_scores_every_combination_as_labelling_and_scoring_it_would(rng):
         noisy = one_hot(three_class_targets(gt)) + rng.uniform(0, 0.8, (3, 96, 96))
         maps.append(ClassMaps.from_probabilities(noisy / noisy.sum(0)))
         gts.append(gt)
-    grid = {"threshold": [0.0, 0.3], "min_size": [1, 40, 150], "contour_growth": [2.0, 6.0]}
+    grid = {"threshold": [0.0, 0.3], "min_size": [1, 40, 150], "contour_growth": [2.0, 6.0],
+            "min_confidence": [0.0, 0.3, 0.5]}
     _, table = tune_postprocess(maps, gts, grid)
     assert len({row["f1"] for row in table}) > 2  # the grid matters on these maps
     for row in table:
@@ -236,6 +238,38 @@ def test_foreground_seeds_drop_seeds_the_network_calls_background(rng):
             label_glands(noisy, base),
             label_glands(noisy, PostprocessConfig(threshold=t, min_size=1,
                                                   foreground_seeds=True)))
+
+
+def _strong_gland_and_weak_blob() -> np.ndarray:
+    probs = np.zeros((3, 40, 80), np.float32)
+    probs[0] = 1.0
+    probs[:, 5:35, 5:35] = np.array([0.1, 0.9, 0.0])[:, None, None]  # evidence 0.9
+    probs[:, 5:35, 45:75] = np.array([0.4, 0.45, 0.15])[:, None, None]  # foreground, evidence 0.3
+    return probs
+
+
+def test_min_confidence_drops_weak_blobs_and_keeps_glands():
+    probs = _strong_gland_and_weak_blob()
+    base = PostprocessConfig(threshold=0.1, contour_growth=0, min_size=1, foreground_seeds=True)
+    both = label_glands(probs, base)
+    assert both.max() == 2
+    confidence = instance_confidence(both, ClassMaps.from_probabilities(probs))
+    assert confidence.tolist() == pytest.approx([0.0, 230 / 255, 77 / 255])
+    strict = label_glands(probs, PostprocessConfig(threshold=0.1, contour_growth=0, min_size=1,
+                                                   foreground_seeds=True, min_confidence=0.4))
+    assert strict.max() == 1 and (strict > 0).sum() == 900 and strict[20, 20] == 1
+    assert label_glands(probs, PostprocessConfig(**{**base.__dict__, "min_confidence": 0.3})
+                        ).max() == 2  # 0.302 passes 0.3
+    labels = np.zeros((40, 80), np.int32)
+    labels[5:35, 5:35] = 1  # the weak blob is not a gland: tuning learns to drop it
+    best, _ = tune_postprocess([probs], [labels], {"threshold": [0.1], "min_size": [1],
+                                                   "min_confidence": [0.0, 0.4]},
+                               base=PostprocessConfig(foreground_seeds=True, contour_growth=0))
+    assert best.min_confidence == 0.4
+    with pytest.raises(ValueError, match="min_confidence"):
+        PostprocessConfig(min_confidence=1.0)
+    with pytest.raises(ValueError, match="confidence"):
+        remove_small(both, 1, min_confidence=0.2)
 
 
 def test_remove_small_keeps_order_and_renumbers():

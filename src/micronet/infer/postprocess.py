@@ -15,7 +15,9 @@ Pipeline (:func:`label_glands`), on a compact map (``uint8`` probability ×255 o
    wins, i.e. ``skimage.segmentation.expand_labels``) but only into the foreground
    ``p_gland + p_contour > foreground_threshold``: the contour band the seed lost. Growth is
    local, so it runs in row bands with a margin and gives the same result as on the whole image.
-5. **small objects**: instances under ``min_size`` px are dropped; ids are made consecutive.
+5. **small and weak objects**: instances under ``min_size`` px, or whose mean interior evidence
+   ``max(p_gland − p_contour, 0)`` is under ``min_confidence``, are dropped; ids are made
+   consecutive.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["PostprocessConfig", "ClassMaps", "label_glands", "remove_small", "measure_glands"]
+__all__ = ["PostprocessConfig", "ClassMaps", "label_glands", "remove_small", "instance_confidence",
+           "measure_glands"]
 
 _BLOCK_ROWS = 1024  # row block for element-wise passes over large maps
 
@@ -50,6 +53,10 @@ class PostprocessConfig:
             foreground_threshold``). Below ``threshold`` 0.5 a pixel the network calls background
             can otherwise seed a gland (p_gland 0.3, background 0.7). ``micronet tune`` sets
             it; the default ``False`` keeps configurations tuned before it behaving as they did.
+        min_confidence: instances whose mean interior evidence ``max(p_gland − p_contour, 0)``
+            is below this are removed: blobs the network only half calls gland, mostly on
+            stroma (the shipped model's extra objects on background average 0.22 on its
+            training images, its matched glands 0.71). 0 keeps every instance.
     """
 
     threshold: float = 0.5
@@ -59,6 +66,7 @@ class PostprocessConfig:
     fill_holes: bool = True
     max_hole_size: int | None = None
     foreground_seeds: bool = False
+    min_confidence: float = 0.0
 
     def __post_init__(self) -> None:
         if not -1.0 <= self.threshold < 1.0:
@@ -68,6 +76,8 @@ class PostprocessConfig:
                              f"{self.foreground_threshold}")
         if self.contour_growth < 0 or self.min_size < 0:
             raise ValueError("contour_growth and min_size must be >= 0")
+        if not 0.0 <= self.min_confidence < 1.0:
+            raise ValueError(f"min_confidence must be in [0, 1), got {self.min_confidence}")
 
     def rescaled(self, factor: float) -> PostprocessConfig:
         """The same physical sizes in pixels ``factor`` times as large (lengths × factor, areas ×
@@ -273,19 +283,44 @@ def label_glands(maps: ClassMaps | np.ndarray, config: PostprocessConfig | None 
     if cfg.fill_holes:
         _fill_holes(labels, cfg.max_hole_size)
     _grow(labels, maps, cfg, band)
-    return remove_small(labels, cfg.min_size, out=labels)
+    confidence = instance_confidence(labels, maps) if cfg.min_confidence > 0 else None
+    return remove_small(labels, cfg.min_size, out=labels, confidence=confidence,
+                        min_confidence=cfg.min_confidence)
 
 
-def remove_small(labels: np.ndarray, min_size: int, out: np.ndarray | None = None) -> np.ndarray:
-    """Drop instances under ``min_size`` px and renumber the rest 1..N, keeping their order.
+def instance_confidence(labels: np.ndarray, maps: ClassMaps) -> np.ndarray:
+    """Mean interior evidence ``max(p_gland − p_contour, 0)`` (0..1) of every id ``0..N`` of
+    ``labels`` (index = id; ids without pixels get 0), the measure ``min_confidence`` tests."""
+    n = int(labels.max()) if labels.size else 0
+    sums = np.zeros(n + 1, np.float64)
+    for r in range(0, labels.shape[0], _BLOCK_ROWS):
+        rows = slice(r, r + _BLOCK_ROWS)
+        evidence = np.clip(maps.gland[rows].astype(np.int16) - maps.contour[rows], 0, None)
+        sums += np.bincount(labels[rows].ravel(), weights=evidence.ravel(), minlength=n + 1)
+    counts = _blockwise_bincount(labels, n)
+    return sums / np.maximum(counts, 1) / 255.0
+
+
+def remove_small(labels: np.ndarray, min_size: int, out: np.ndarray | None = None, *,
+                 confidence: np.ndarray | None = None,
+                 min_confidence: float = 0.0) -> np.ndarray:
+    """Drop instances under ``min_size`` px (and, given each id's ``confidence`` from
+    :func:`instance_confidence`, those under ``min_confidence``); renumber the rest 1..N,
+    keeping their order.
 
     Args:
         labels: ``(H, W) int32`` instance map.
         min_size: smallest area kept (px).
         out: where to write (may be ``labels`` itself); ``None`` = a new array.
+        confidence: ``(N + 1,)`` per-id confidence; required when ``min_confidence > 0``.
+        min_confidence: smallest confidence kept.
     """
     n = int(labels.max()) if labels.size else 0
     keep = _blockwise_bincount(labels, n) >= max(min_size, 1)
+    if min_confidence > 0:
+        if confidence is None:
+            raise ValueError("min_confidence needs each instance's confidence")
+        keep &= confidence[:n + 1] >= min_confidence
     keep[0] = False
     lut = np.zeros(n + 1, np.int32)
     lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
