@@ -57,8 +57,8 @@ def tune_postprocess(probabilities_list: Sequence[ClassMaps | np.ndarray],
     """Grid-search post-processing parameters for the best pooled GlaS score.
 
     Combinations that differ only in ``min_size`` and ``min_confidence`` share one labelling
-    (those filters are the last step), and only the object matching is computed (no Hausdorff distances), so a grid
-    costs a fraction of labelling and fully scoring every combination.
+    (those filters are the last step), and only the object matching is computed (no Hausdorff
+    distances), so a grid costs a fraction of labelling and fully scoring every combination.
 
     Args:
         probabilities_list: per image, ``(3, H, W)`` probabilities or :class:`ClassMaps`
