@@ -37,13 +37,15 @@ def test_gpu_script_trains_resumes_and_exports_fp16_shards(tmp_path: Path):
                  "run.log_every=1"]  # a log line per step: a slow CPU may stop before step 10
     first = [sys.executable, str(SCRIPT), "--data", str(data), "--out", str(run), "--width",
              "0.0625", "--batch-size", "1", "--epochs", "2", "--workers", "0",
-             "--budget-minutes", "0.2", *common, *[a for o in overrides for a in ("--set", o)]]
+             "--budget-minutes", "1", *common, *[a for o in overrides for a in ("--set", o)]]
     subprocess.run(first, check=True, capture_output=True, timeout=600)
     part1 = json.loads((run / "gpu_summary.json").read_text())
     assert part1["best_metric"] == "val_f1_tuned" and part1["steps"] >= 1
 
+    # a schedule far longer than the 3 s first part (a schedule sized from a slow first step on a
+    # busy CPU could otherwise end inside it), and 15 s for the resumed part's first steps
     second = [sys.executable, str(SCRIPT), "--resume", str(run), "--export", str(out),
-              "--export-which", "last", *common]
+              "--export-which", "last", "--minutes", "0.25", "--device", "cpu"]
     subprocess.run(second, check=True, capture_output=True, timeout=600)
     part2 = json.loads((run / "gpu_summary.json").read_text())
     assert part2["steps"] > part1["steps"]
