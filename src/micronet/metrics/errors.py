@@ -79,7 +79,7 @@ def error_counts(m: Matching) -> ErrorCounts:
     merged = int((m.pred_partner[own[own >= 0]] != fn[own >= 0]).sum())
 
     fp = np.flatnonzero(~m.pred_is_tp)
-    on_glands = m.overlap[:, fp].sum(axis=0) if m.n_gt else np.zeros(fp.size, np.int64)
+    on_glands = m.overlap[:, fp].sum(axis=0)  # zeros when there is no ground truth
     background = 2 * on_glands <= m.pred_areas[fp]
     partner = m.pred_partner[fp[~background]]
     fragment = int(tp_gt[partner].sum())

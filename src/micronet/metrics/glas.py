@@ -105,7 +105,7 @@ class ImageScores:
     gt_objects: ObjectScores = field(repr=False)
     pred_objects: ObjectScores = field(repr=False)
     pixels: PixelCounts = field(repr=False)
-    errors: ErrorCounts = field(default=ErrorCounts(), repr=False)
+    errors: ErrorCounts = field(repr=False)
 
     @property
     def n_gt(self) -> int:
@@ -156,7 +156,7 @@ class SplitScores:
     pixel_f1: float
     image_mean: Scores
     per_image: tuple[ImageScores, ...] = field(repr=False)
-    errors: ErrorCounts = field(default=ErrorCounts(), repr=False)
+    errors: ErrorCounts = field(repr=False)
 
     @property
     def n_images(self) -> int:
